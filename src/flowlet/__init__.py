@@ -1,0 +1,3 @@
+"""Flowlet: HTTP endpoint flows with per-endpoint security settings."""
+
+__version__ = "0.1.0"

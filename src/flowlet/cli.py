@@ -1,0 +1,137 @@
+"""The `flowlet` command: parses arguments and calls the layers below."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from flowlet.errors import ConfigErrors
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="flowlet", description="HTTP endpoint flows with security settings.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="scaffold a workspace with commented example flows")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("serve", help="serve a workspace")
+    p.add_argument("dir", nargs="?", default=".")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--tls-self-signed", action="store_true",
+                   help="serve HTTPS with a development certificate kept under .flowlet/tls/")
+    p.add_argument("--no-access-log", action="store_true", help="do not write a log line per request")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check", help="load the workspace and report problems as FILE:LINE")
+    p.add_argument("dir", nargs="?")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("routes", help="list every endpoint with its security settings")
+    p.add_argument("dir", nargs="?", default=".")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_routes)
+
+    try:
+        from flowlet import cli_secrets
+    except ImportError:  # pragma: no cover - during development only
+        cli_secrets = None
+    if cli_secrets is not None:
+        cli_secrets.add_commands(sub)
+
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load(root: Path, display_root: str | None = None, **kw):
+    from flowlet.workspace.loader import load_workspace
+    return load_workspace(root, display_root=display_root, **kw)
+
+
+def _print_errors(exc: ConfigErrors) -> None:
+    for err in exc.errors:
+        print(str(err), file=sys.stderr)
+
+
+def cmd_check(args) -> int:
+    root = Path(args.dir or ".")
+    display = None if args.dir in (None, ".") else args.dir
+    try:
+        ws = _load(root, display)
+    except ConfigErrors as exc:
+        _print_errors(exc)
+        print(f"{len(exc.errors)} error(s)", file=sys.stderr)
+        return 1
+    for w in ws.warnings:
+        print(str(w).replace(": error: ", ": warning: ", 1), file=sys.stderr)
+    print(f"ok: {len(ws.routes)} endpoint(s) on {len(ws.paths)} path(s), {len(ws.warnings)} warning(s)")
+    ws.close()
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from flowlet.server.serve import serve
+    from flowlet.workspace.devsecrets import ensure_dev_secrets
+
+    root = Path(args.dir)
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("error: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    try:
+        ensure_dev_secrets(root)
+        ws = _load(root, serving=True)   # validate before any worker starts: errors end here, exit 1
+    except ConfigErrors as exc:
+        _print_errors(exc)
+        return 1
+    ws.close()
+    cert, key = args.tls_cert, args.tls_key
+    if args.tls_self_signed:
+        from flowlet.server.tls import ensure_self_signed
+        cert, key = (str(p) for p in ensure_self_signed(root, [args.host]))
+    return serve(root, host=args.host, port=args.port, workers=args.workers, tls_cert=cert, tls_key=key,
+                 access_log=not args.no_access_log, log_level=args.log_level)
+
+
+def cmd_routes(args) -> int:
+    from flowlet.workspace.describe import describe_routes, format_routes
+    try:
+        ws = _load(Path(args.dir))
+    except ConfigErrors as exc:
+        _print_errors(exc)
+        return 1
+    data = describe_routes(ws)
+    ws.close()
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(format_routes(data))
+    return 0
+
+
+def cmd_init(args) -> int:
+    from flowlet.workspace.scaffold import init_workspace
+    try:
+        created = init_workspace(Path(args.dir))
+    except FileExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"created workspace {args.dir} ({len(created)} files); next: flowlet serve {args.dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

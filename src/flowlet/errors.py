@@ -1,0 +1,50 @@
+"""The two error kinds of Flowlet: configuration errors (load time) and HTTP errors (request time)."""
+
+from __future__ import annotations
+
+
+class ConfigError(Exception):
+    """A workspace problem found at load time, reported as ``FILE:LINE: error: message``."""
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.line = line
+
+    def located(self, file: str | None, line: int | None) -> "ConfigError":
+        """Fill in a location if the raiser did not know it."""
+        if self.file is None:
+            self.file = file
+        if self.line is None:
+            self.line = line
+        return self
+
+    def __str__(self) -> str:
+        if self.file is None:
+            return f"error: {self.message}"
+        return f"{self.file}:{self.line or 1}: error: {self.message}"
+
+
+class ConfigErrors(Exception):
+    """Several ConfigErrors collected while loading one workspace."""
+
+    def __init__(self, errors: list[ConfigError]):
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+class HTTPError(Exception):
+    """Raised on the request path; turned into ``{"error": message}`` with ``status``.
+
+    ``headers`` is a tuple of (name, value) byte pairs added to the response
+    (for example ``WWW-Authenticate`` or ``Allow``).
+    """
+
+    __slots__ = ("status", "message", "headers")
+
+    def __init__(self, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers

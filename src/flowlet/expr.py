@@ -1,0 +1,189 @@
+"""Values in flows: literal JSON, or CEL expressions when a string starts with ``=``.
+
+Everything is compiled once when the workspace loads. A compiled value is either a
+:class:`Const` (its JSON bytes may be pre-encoded) or a tree of :class:`Expr`/:class:`MapValue`/
+:class:`ListValue` nodes evaluated per request against a dict of variables.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import re
+from typing import Any, Callable
+
+import cel
+
+from flowlet.errors import ConfigError
+from flowlet.workspace.source import YList, YMap
+
+# The variables an expression may name, besides earlier steps' ids.
+BASE_VARIABLES = ("request", "params", "query", "body", "auth")
+
+_SECRET_CALL = re.compile(r"\bsecret\s*\(")
+_SECRET_LITERAL = re.compile(r"""\bsecret\s*\(\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\)""")
+
+
+class ExprError(Exception):
+    """An expression failed while a request was being served (logged, never shown)."""
+
+
+class Const:
+    __slots__ = ("value",)
+    is_const = True
+    variables: frozenset[str] = frozenset()
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def evaluate(self, env: dict) -> Any:
+        return self.value
+
+
+class Expr:
+    """One compiled CEL program."""
+
+    __slots__ = ("source", "program", "variables", "secret_names", "_secrets")
+    is_const = False
+
+    def __init__(self, source: str, program: Any, variables: frozenset[str], secret_names: tuple[str, ...],
+                 secrets: Any = None):
+        self.source = source
+        self.program = program
+        self.variables = variables
+        self.secret_names = secret_names
+        self._secrets = secrets
+
+    def evaluate(self, env: dict) -> Any:
+        try:
+            if self.secret_names:
+                ctx = cel.Context()
+                ctx.update(env)
+                ctx.add_function("secret", self._read_secret)
+                return to_json(self.program.execute(ctx))
+            return to_json(self.program.execute(env))
+        except ExprError:
+            raise
+        except Exception as exc:  # the CEL runtime raises several kinds; none may escape as-is
+            raise ExprError(f"expression {self.source!r} failed: {exc}") from None
+
+    def _read_secret(self, name: str) -> str:
+        secret = self._secrets.get(name) if self._secrets is not None else None
+        if secret is None or getattr(secret, "type", None) != "value":
+            raise ExprError(f"secret {name!r} is not available")
+        return secret.value
+
+
+class MapValue:
+    __slots__ = ("items", "variables")
+    is_const = False
+
+    def __init__(self, items: list[tuple[str, Any]]):
+        self.items = items
+        self.variables = frozenset().union(*(v.variables for _, v in items)) if items else frozenset()
+
+    def evaluate(self, env: dict) -> Any:
+        return {k: v.evaluate(env) for k, v in self.items}
+
+
+class ListValue:
+    __slots__ = ("items", "variables")
+    is_const = False
+
+    def __init__(self, items: list[Any]):
+        self.items = items
+        self.variables = frozenset().union(*(v.variables for v in items)) if items else frozenset()
+
+    def evaluate(self, env: dict) -> Any:
+        return [v.evaluate(env) for v in self.items]
+
+
+def compile_expr(source: str, where: tuple[str | None, int], *, allowed: frozenset[str] | None = None,
+                 secrets: Any = None, allow_secret: bool = True) -> Expr:
+    """Compile one CEL expression (without the leading ``=``); errors name FILE:LINE."""
+    file, line = where
+    try:
+        program = cel.compile(source)
+    except Exception as exc:
+        message = str(exc).split("\n", 1)[0]
+        raise ConfigError(f"invalid expression {source!r}: {message}", file, line) from None
+    variables = frozenset(program.variables())
+    if allowed is not None:
+        unknown = sorted(variables - allowed)
+        if unknown:
+            raise ConfigError(
+                f"expression {source!r} names unknown variable(s) {', '.join(unknown)} "
+                f"(available here: {', '.join(sorted(allowed))})", file, line)
+    secret_names: tuple[str, ...] = ()
+    if "secret" in program.functions() or _SECRET_CALL.search(source):
+        if not allow_secret:
+            raise ConfigError("secret() is not available in this expression", file, line)
+        calls = len(_SECRET_CALL.findall(source))
+        literals = [a or b for a, b in _SECRET_LITERAL.findall(source)]
+        if calls != len(literals):
+            raise ConfigError('secret() takes one literal name, for example secret("API_KEY")', file, line)
+        for name in literals:
+            if secrets is None:
+                raise ConfigError(f"secret {name!r} cannot be checked: no secrets store", file, line)
+            secret = secrets.get(name)
+            if secret is None:
+                raise ConfigError(f"secret {name!r} does not exist (create it with: flowlet secrets set "
+                                  f"{name} --type value --value-stdin)", file, line)
+            if secret.type != "value":
+                raise ConfigError(f"secret {name!r} is a {secret.type} secret; secret() needs a value secret",
+                                  file, line)
+        secret_names = tuple(literals)
+    return Expr(source, program, variables, secret_names, secrets)
+
+
+def compile_value(value: Any, where: tuple[str | None, int], *, allowed: frozenset[str] | None = None,
+                  secrets: Any = None) -> Any:
+    """Compile a YAML value: ``=``-strings become CEL, containers recurse, the rest is constant.
+
+    Containers without any expression collapse into one :class:`Const`.
+    """
+    if isinstance(value, str):
+        if value.startswith("=="):
+            return Const(value[1:])  # "==x" escapes a literal string starting with "="
+        if value.startswith("="):
+            return compile_expr(value[1:].strip(), where, allowed=allowed, secrets=secrets)
+        return Const(value)
+    if isinstance(value, dict):
+        items = []
+        for k, v in value.items():
+            w = value.where(k) if isinstance(value, YMap) else where
+            items.append((str(k), compile_value(v, w, allowed=allowed, secrets=secrets)))
+        if all(v.is_const for _, v in items):
+            return Const({k: v.value for k, v in items})
+        return MapValue(items)
+    if isinstance(value, list):
+        items = [compile_value(v, value.where(i) if isinstance(value, YList) else where,
+                               allowed=allowed, secrets=secrets) for i, v in enumerate(value)]
+        if all(v.is_const for v in items):
+            return Const([v.value for v in items])
+        return ListValue(items)
+    if value is None or isinstance(value, (bool, int, float)):
+        return Const(value)
+    if isinstance(value, (_dt.date, _dt.datetime)):
+        return Const(value.isoformat())
+    raise ConfigError(f"unsupported value of type {type(value).__name__}", *where)
+
+
+def to_json(value: Any) -> Any:
+    """CEL results as JSON-able Python values (bytes -> base64, timestamps -> ISO 8601)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, (_dt.datetime, _dt.date)):
+        return value.isoformat()
+    if isinstance(value, _dt.timedelta):
+        return f"{value.total_seconds()}s"
+    return str(value)
+
+
+Evaluator = Callable[[dict], Any]

@@ -1,0 +1,180 @@
+"""Flow steps: call a Python function from the workspace, or make an outbound HTTP request."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+
+from flowlet.errors import ConfigError
+from flowlet.expr import Const, compile_value
+from flowlet.workspace.source import YMap, check_keys, expect_map, get_number, get_str
+
+_HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+class StepFailed(Exception):
+    """A step raised or returned something unusable; the server answers 500 and logs the cause."""
+
+
+class FunctionStep:
+    __slots__ = ("id", "target", "func", "is_async", "input", "variables")
+
+    def __init__(self, id: str | None, target: str, func: Callable, input: Any):
+        self.id = id
+        self.target = target
+        self.func = func
+        self.is_async = inspect.iscoroutinefunction(func)
+        self.input = input
+        self.variables = input.variables
+
+    async def run(self, env: dict, ctx: "RunContext") -> Any:
+        kwargs = self.input.evaluate(env)
+        if self.is_async:
+            return await self.func(**kwargs)
+        # Sync functions may block: run them off the event loop.
+        return await asyncio.to_thread(self.func, **kwargs)
+
+
+class HttpStep:
+    __slots__ = ("id", "method", "url", "headers", "body", "timeout_s", "variables")
+
+    def __init__(self, id: str | None, method: str, url: Any, headers: Any, body: Any, timeout_s: float):
+        self.id = id
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.timeout_s = timeout_s
+        self.variables = url.variables | headers.variables | (body.variables if body else frozenset())
+
+    async def run(self, env: dict, ctx: "RunContext") -> Any:
+        url = self.url.evaluate(env)
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise StepFailed(f"http step: url must be an http(s) URL, got {type(url).__name__}")
+        headers = {str(k): str(v) for k, v in (self.headers.evaluate(env) or {}).items()}
+        content = None
+        if self.body is not None:
+            value = self.body.evaluate(env)
+            content = json.dumps(value, separators=(",", ":")).encode()
+            headers.setdefault("content-type", "application/json")
+        try:
+            resp = await ctx.http.request(self.method, url, headers=headers, content=content,
+                                          timeout=self.timeout_s)
+        except httpx.TimeoutException:
+            raise StepFailed(f"http step: {self.method} timed out after {self.timeout_s}s") from None
+        except httpx.HTTPError as exc:
+            raise StepFailed(f"http step: {self.method} failed: {type(exc).__name__}") from None
+        ctype = resp.headers.get("content-type", "")
+        if "json" in ctype:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = resp.text
+        else:
+            body = resp.text
+        return {"status": resp.status_code, "headers": dict(resp.headers), "body": body}
+
+
+class RunContext:
+    """What steps share within one worker: the outbound HTTP client."""
+
+    def __init__(self) -> None:
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(follow_redirects=False,
+                                           limits=httpx.Limits(max_connections=100))
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+
+def compile_step(raw: Any, parent: Any, index: int, *, root: Path, allowed: frozenset[str], secrets: Any):
+    m = expect_map(raw, parent, index, "a step")
+    kinds = [k for k in ("function", "http") if k in m]
+    if len(kinds) != 1:
+        raise m.error("a step needs exactly one of 'function' or 'http'")
+    sid = get_str(m, "id", None)
+    if sid is not None and not sid.isidentifier():
+        raise m.error(f"step id {sid!r} must be an identifier (letters, digits, _)", "id")
+    if kinds[0] == "function":
+        check_keys(m, ("id", "function", "input"), "a function step")
+        target = get_str(m, "function")
+        func = _resolve(target, root, m.where("function"))
+        input_raw = m.get("input", {})
+        if not isinstance(input_raw, dict):
+            raise m.error("'input' must be a mapping of keyword arguments", "input")
+        return FunctionStep(sid, target, func,
+                            compile_value(input_raw, m.where("input"), allowed=allowed, secrets=secrets))
+    check_keys(m, ("id", "http"), "an http step")
+    h = expect_map(m["http"], m, "http", "'http'")
+    check_keys(h, ("method", "url", "headers", "body", "timeout_s"), "an http step")
+    method = get_str(h, "method", "GET").upper()
+    if method not in _HTTP_METHODS:
+        raise h.error(f"unknown HTTP method {method!r}", "method")
+    url = compile_value(get_str(h, "url"), h.where("url"), allowed=allowed, secrets=secrets)
+    if isinstance(url, Const) and not str(url.value).startswith(("http://", "https://")):
+        raise h.error("'url' must start with http:// or https://", "url")
+    headers_raw = h.get("headers", {})
+    if not isinstance(headers_raw, dict):
+        raise h.error("'headers' must be a mapping", "headers")
+    headers = compile_value(headers_raw, h.where("headers"), allowed=allowed, secrets=secrets)
+    body = compile_value(h["body"], h.where("body"), allowed=allowed, secrets=secrets) if "body" in h else None
+    timeout_s = float(get_number(h, "timeout_s", 10.0, minimum=0.001))
+    return HttpStep(sid, method, url, headers, body, timeout_s)
+
+
+def _resolve(target: str, root: Path, where: tuple) -> Callable:
+    """``package.module:callable`` imported from the workspace folder (put on sys.path)."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"function must be written module:callable (e.g. functions.users:update); "
+                          f"got {target!r}", *where)
+    root_str = str(root.resolve())
+    if root_str not in sys.path:
+        sys.path.insert(0, root_str)
+    _forget_foreign_modules(module_name, root_str)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"cannot import {module_name!r}: {exc}", *where) from None
+    except Exception as exc:
+        raise ConfigError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}", *where) from None
+    func = module
+    for part in attr.split("."):
+        func = getattr(func, part, None)
+        if func is None:
+            raise ConfigError(f"{module_name!r} has no attribute {attr!r}", *where)
+    if not callable(func):
+        raise ConfigError(f"{target!r} is not callable", *where)
+    return func
+
+
+def _forget_foreign_modules(module_name: str, root: str) -> None:
+    """When one process loads several workspaces (tests, `check`), drop modules of another root."""
+    parts = module_name.split(".")
+    for i in range(len(parts), 0, -1):
+        name = ".".join(parts[:i])
+        mod = sys.modules.get(name)
+        origin = getattr(mod, "__file__", None) or ""
+        if mod is not None and origin and not origin.startswith(root + "/"):
+            if name.split(".")[0] in sys.stdlib_module_names:
+                return
+            for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+                del sys.modules[key]
+    importlib.invalidate_caches()
+
+
+__all__ = ["FunctionStep", "HttpStep", "RunContext", "StepFailed", "compile_step", "YMap"]

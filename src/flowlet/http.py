@@ -1,0 +1,78 @@
+"""The request as policies and flows see it: parsed once, lazily where parsing costs."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+
+class Request:
+    """A read-only view of one ASGI HTTP request.
+
+    ``headers`` maps lower-case names to the *last* value sent; ``duplicates`` holds the
+    lower-case names that were sent more than once (CSRF refuses those). ``cookies`` and
+    ``query`` are parsed on first use only.
+    """
+
+    __slots__ = ("scope", "method", "path", "headers", "duplicates", "_cookies", "_dup_cookies",
+                 "_query", "secure")
+
+    def __init__(self, scope: dict):
+        self.scope = scope
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        headers: dict[str, str] = {}
+        dups: set[str] | None = None
+        for k, v in scope["headers"]:
+            name = k.decode("latin-1").lower()
+            if name in headers:
+                if dups is None:
+                    dups = set()
+                dups.add(name)
+            headers[name] = v.decode("latin-1")
+        self.headers = headers
+        self.duplicates: frozenset[str] = frozenset(dups) if dups else frozenset()
+        self.secure: bool = scope.get("scheme") == "https"
+        self._cookies: dict[str, str] | None = None
+        self._dup_cookies: frozenset[str] = frozenset()
+        self._query: dict[str, str] | None = None
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        if self._cookies is None:
+            self._parse_cookies()
+        return self._cookies  # type: ignore[return-value]
+
+    @property
+    def duplicate_cookies(self) -> frozenset[str]:
+        """Cookie names that appeared more than once in the Cookie header(s)."""
+        if self._cookies is None:
+            self._parse_cookies()
+        return self._dup_cookies
+
+    def _parse_cookies(self) -> None:
+        cookies: dict[str, str] = {}
+        dups: set[str] = set()
+        raw = self.headers.get("cookie", "")
+        if "cookie" in self.duplicates:
+            raw = "; ".join(v.decode("latin-1") for k, v in self.scope["headers"] if k.lower() == b"cookie")
+        for part in raw.split(";"):
+            name, sep, value = part.strip().partition("=")
+            if not sep or not name:
+                continue
+            if name in cookies:
+                dups.add(name)
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            cookies[name] = value
+        self._cookies = cookies
+        self._dup_cookies = frozenset(dups)
+
+    @property
+    def query(self) -> dict[str, str]:
+        if self._query is None:
+            qs = self.scope.get("query_string", b"")
+            self._query = dict(parse_qsl(qs.decode("latin-1"), keep_blank_values=True)) if qs else {}
+        return self._query
+
+

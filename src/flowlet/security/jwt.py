@@ -1,0 +1,685 @@
+"""JWT bearer authentication (RFC 7519, RFC 6750) against a ``jwt`` secret.
+
+Three layers, each usable alone (the Wycheproof and RFC vectors run against the first):
+
+1. :func:`verify_signature` -- the compact JWS: size cap, strict base64url, strict JSON header
+   (no duplicate keys, bounded nesting and numbers), refusals (``none`` in any case, embedded
+   ``jwk``/``jku``/``x5u``/``x5c``, any ``crit``, a ``typ`` other than JWT), key selection by
+   ``kid``, and the signature check with joserfc's algorithm for an algorithm *the key set*
+   allows. The token's ``alg`` only chooses among those; it never widens them.
+2. :func:`decode_claims` / :func:`check_claims` -- strict JSON claims; ``exp`` required;
+   ``nbf``/``iat`` with the secret's leeway; ``iss``/``aud`` when the secret names them.
+3. :class:`JwtPolicy` -- reads the token (``Authorization: Bearer`` or the configured cookie,
+   nothing else), keeps a verified-token cache (key: SHA-256 of the token; entries end when the
+   token does; dropped when the secret object changes) so a repeated token costs a hash and a
+   dict lookup, and fetches a ``jwks_url`` key set in the background.
+
+Every failure is a 401 carrying ``WWW-Authenticate: Bearer realm="..."`` (plus
+``error="invalid_token"`` when a token was sent). No library exception escapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import math
+import re
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from flowlet.errors import HTTPError
+from flowlet.http import Request
+from flowlet.security.scopes import www_authenticate_bearer
+
+log = logging.getLogger("flowlet.auth")
+
+MAX_TOKEN = 8192               # bytes; longer tokens are refused before any parsing
+MAX_JSON_DEPTH = 32            # nesting of the header and claims JSON
+MAX_INT_DIGITS = 40            # JSON integers longer than this are refused
+CACHE_MAX = 10_000             # verified tokens remembered per secret
+MAX_JWKS_BYTES = 1 << 20       # a key set document larger than this is refused
+
+# Header members that would let a token choose its own key or change what a signature means.
+FORBIDDEN_HEADERS = ("jwk", "jku", "x5u", "x5c", "crit", "b64")
+
+# Which algorithms a key type can verify, and the default when the secret pins none.
+_RSA_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+_CURVE_ALGS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512", "secp256k1": "ES256K"}
+SUPPORTED_ALGORITHMS = frozenset(("HS256", "HS384", "HS512", *_RSA_ALGS, *_CURVE_ALGS.values(),
+                                  "EdDSA", "Ed25519", "Ed448"))
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_JSON_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+
+
+# ---- errors -----------------------------------------------------------------------------------
+
+class InvalidToken(HTTPError):
+    """A refused token: 401. The policy re-raises it with its realm's challenge header."""
+
+    def __init__(self, reason: str):
+        super().__init__(401, f"invalid token: {reason}")
+        self.reason = reason
+
+
+class UnknownKey(InvalidToken):
+    """No key of the set matches the token's ``kid`` (a ``jwks_url`` set may be refreshed)."""
+
+
+# ---- strict base64url and JSON ----------------------------------------------------------------
+
+def b64url_decode(segment: str) -> bytes:
+    """RFC 7515 base64url without padding, canonical only (no stray bits, no other characters)."""
+    if len(segment) % 4 == 1 or not _B64URL.fullmatch(segment):
+        raise InvalidToken("malformed base64url")
+    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != segment:
+        raise InvalidToken("malformed base64url")
+    return raw
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    obj: dict = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"duplicate member {key!r}")
+        obj[key] = value
+    return obj
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError("number too large")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_int=_bounded_int,
+                            parse_float=_finite_float, parse_constant=_no_constant)
+
+
+def _depth(text: str) -> int:
+    if text.count("{") + text.count("[") <= MAX_JSON_DEPTH:
+        return 0
+    depth = deepest = 0
+    for ch in _JSON_STRINGS.sub("", text):
+        if ch in "{[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "}]":
+            depth -= 1
+    return deepest
+
+
+def strict_json(raw: bytes, what: str) -> Any:
+    """UTF-8 JSON with no duplicate keys, no NaN/Infinity, bounded nesting, numbers and strings
+    that are valid Unicode; anything else is an :class:`InvalidToken`."""
+    try:
+        text = raw.decode("utf-8")
+        if _depth(text) > MAX_JSON_DEPTH:
+            raise ValueError("nested too deeply")
+        value = _DECODER.decode(text)
+        if "\\u" in text:   # escapes may have produced lone surrogates: not valid Unicode
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):
+        raise InvalidToken(f"malformed {what}") from None
+    return value
+
+
+# ---- keys ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class VerifyKey:
+    """One verification key and the algorithms it may verify (name -> joserfc algorithm)."""
+
+    kid: str | None
+    key: Any
+    algs: dict
+
+
+class KeySet:
+    """The keys of one secret, with their pinned algorithms; selects by ``kid``."""
+
+    __slots__ = ("keys", "by_kid")
+
+    def __init__(self, keys: Iterable[VerifyKey]):
+        self.keys = tuple(keys)
+        by_kid: dict[str, list[VerifyKey]] = {}
+        for k in self.keys:
+            if k.kid is not None:
+                by_kid.setdefault(k.kid, []).append(k)
+        self.by_kid = {kid: tuple(ks) for kid, ks in by_kid.items()}
+
+    def select(self, kid: str | None) -> tuple[VerifyKey, ...]:
+        if kid is not None:
+            found = self.by_kid.get(kid)
+            if found:
+                return found
+            if len(self.keys) == 1 and self.keys[0].kid is None:
+                return self.keys      # a single key without a kid (PEM, shared key) ignores kids
+            raise UnknownKey("unknown key id")
+        if len(self.keys) == 1:
+            return self.keys
+        if not self.keys:
+            raise UnknownKey("no verification keys available")
+        raise InvalidToken("kid required: the key set has several keys")
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def _jws_models() -> dict:
+    from joserfc.jws import JWSRegistry
+    return {name: model for name, model in JWSRegistry.algorithms.items() if name in SUPPORTED_ALGORITHMS}
+
+
+_MODELS = _jws_models()
+
+
+def key_algorithms(key: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(every algorithm this key type can verify, the default when nothing pins one)."""
+    kty = key.key_type
+    if kty == "oct":
+        return ("HS256", "HS384", "HS512"), ("HS256",)
+    if kty == "RSA":
+        return _RSA_ALGS, ("RS256",)
+    if kty == "EC":
+        alg = _CURVE_ALGS.get(key.curve_name)
+        return ((alg,), (alg,)) if alg else ((), ())
+    if kty == "OKP" and key.curve_name in ("Ed25519", "Ed448"):
+        return ("EdDSA", key.curve_name), ("EdDSA",)
+    return (), ()
+
+
+def pin_key(key: Any, algorithms: tuple[str, ...], kid: str | None = None) -> VerifyKey | None:
+    """The key with the algorithms it may verify, or None when it may verify nothing.
+
+    ``algorithms`` (the secret's) wins; else a JWK's own ``alg``; else the key type's default.
+    joserfc then checks each against the key (type, curve, ``use``, ``alg``), and a
+    ``key_ops`` without ``verify`` disables the key.
+    """
+    possible, default = key_algorithms(key)
+    if algorithms:
+        names = [a for a in algorithms if a in possible]
+    elif key.get("alg") in possible:
+        names = [key.get("alg")]
+    else:
+        names = list(default)
+    try:
+        key.check_key_op("verify")
+    except Exception:
+        return None
+    algs = {}
+    for name in names:
+        model = _MODELS.get(name)
+        if model is None:
+            continue
+        try:
+            model.check_key(key)
+        except Exception:
+            continue
+        algs[name] = model
+    if not algs:
+        return None
+    return VerifyKey(kid if kid is not None else key.get("kid"), key, algs)
+
+
+def import_pem(pem: bytes, *, private: bool = False) -> Any:
+    """A joserfc public key from a PEM public key, or from the public half of a private key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+    from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+    if private:
+        native = serialization.load_pem_private_key(pem, password=None).public_key()
+    else:
+        native = serialization.load_pem_public_key(pem)
+    public_pem = native.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if isinstance(native, rsa.RSAPublicKey):
+        return RSAKey.import_key(public_pem)
+    if isinstance(native, ec.EllipticCurvePublicKey):
+        return ECKey.import_key(public_pem)
+    if isinstance(native, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+        return OKPKey.import_key(public_pem)
+    raise ValueError(f"unsupported key type {type(native).__name__}")
+
+
+def import_jwk(jwk: dict) -> Any:
+    from joserfc.jwk import JWKRegistry
+    return JWKRegistry.import_key(jwk)
+
+
+def jwk_list(jwks: Any) -> list[dict]:
+    """The keys of a JWK Set (``{"keys": [...]}``), or a single JWK."""
+    if isinstance(jwks, dict) and isinstance(jwks.get("keys"), list):
+        return [k for k in jwks["keys"] if isinstance(k, dict)]
+    if isinstance(jwks, dict) and "kty" in jwks:
+        return [jwks]
+    raise ValueError("not a JWK set: expected an object with a 'keys' list")
+
+
+def keyset_from_jwks(jwks: Any, algorithms: tuple[str, ...] = ()) -> KeySet:
+    """Pin every usable key of a JWK set; keys that cannot verify anything are skipped."""
+    keys = []
+    for jwk in jwk_list(jwks):
+        try:
+            pinned = pin_key(import_jwk(jwk), algorithms)
+        except Exception as exc:
+            log.warning("jwt: skipping a key of the key set (kid %r): %s", jwk.get("kid"), _short(exc))
+            continue
+        if pinned is not None:
+            keys.append(pinned)
+    return KeySet(keys)
+
+
+def keyset_from_secret(secret: Any, fetched: Any = None) -> KeySet:
+    """Build the key set of a JwtSecret (``fetched``: the last JWK set read from ``jwks_url``).
+
+    Raises ValueError (or a library error) for unusable key material; the caller reports it.
+    """
+    algorithms = tuple(secret.algorithms)
+    for alg in algorithms:
+        if alg.lower() == "none":
+            raise ValueError("algorithm 'none' is never accepted")
+        if alg not in SUPPORTED_ALGORITHMS:
+            raise ValueError(f"unsupported algorithm {alg!r} (supported: {', '.join(sorted(SUPPORTED_ALGORITHMS))})")
+    if secret.hs_key is not None:
+        from joserfc.jwk import OctKey
+        key = OctKey.import_key(bytes(secret.hs_key))
+    elif secret.private_pem is not None:
+        key = import_pem(secret.private_pem, private=True)
+    elif secret.public_pem is not None:
+        key = import_pem(secret.public_pem)
+    else:
+        key = None
+    if key is not None:
+        pinned = pin_key(key, algorithms, kid=None)
+        if pinned is None:
+            raise ValueError(f"the key of this secret cannot verify {', '.join(algorithms)}")
+        return KeySet([pinned])
+    source = fetched if fetched is not None else secret.jwks
+    if source is None:
+        if secret.jwks_url:
+            return KeySet(())     # nothing fetched yet
+        raise ValueError("the secret has no key")
+    keyset = keyset_from_jwks(source, algorithms)
+    if not keyset.keys and fetched is None:
+        raise ValueError("no key of the key set can verify signatures"
+                         + (f" with {', '.join(algorithms)}" if algorithms else ""))
+    return keyset
+
+
+# ---- layer 1: the signature ----------------------------------------------------------------------
+
+def verify_signature(token: str, keyset: KeySet) -> tuple[dict, bytes]:
+    """Verify a compact JWS against ``keyset``; returns (header, payload bytes).
+
+    Raises :class:`InvalidToken` (an HTTPError, 401) and nothing else.
+    """
+    try:
+        return _verify_signature(token, keyset)
+    except InvalidToken:
+        raise
+    except Exception as exc:   # a library surprise is a refusal, never a 500
+        log.info("jwt: verification error %s", type(exc).__name__)
+        raise InvalidToken("signature check failed") from None
+
+
+def _verify_signature(token: str, keyset: KeySet) -> tuple[dict, bytes]:
+    if not isinstance(token, str) or len(token) > MAX_TOKEN or not token.isascii():
+        raise InvalidToken("malformed token")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise InvalidToken("not a compact JWS")
+    h_seg, p_seg, s_seg = parts
+    header = strict_json(b64url_decode(h_seg), "header")
+    payload = b64url_decode(p_seg)
+    signature = b64url_decode(s_seg)
+    if not isinstance(header, dict):
+        raise InvalidToken("header is not a JSON object")
+    alg = header.get("alg")
+    if not isinstance(alg, str):
+        raise InvalidToken("header has no alg")
+    if alg.lower() == "none":
+        raise InvalidToken("unsigned tokens are not accepted")
+    for name in FORBIDDEN_HEADERS:
+        if name in header:
+            raise InvalidToken(f"header member {name!r} is not accepted")
+    typ = header.get("typ")
+    if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
+        raise InvalidToken("typ must be JWT")
+    cty = header.get("cty")
+    if cty is not None and (not isinstance(cty, str) or cty.upper() == "JWT"):
+        raise InvalidToken("nested tokens are not accepted")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise InvalidToken("kid must be a string")
+    candidates = keyset.select(kid)
+    signing_input = token[: len(h_seg) + 1 + len(p_seg)].encode("ascii")
+    allowed = False
+    for key in candidates:
+        model = key.algs.get(alg)
+        if model is None:
+            continue
+        allowed = True
+        if model.verify(signing_input, signature, key.key):
+            return header, payload
+    if not allowed:
+        raise InvalidToken(f"algorithm {alg!r} is not accepted for this key")
+    raise InvalidToken("bad signature")
+
+
+# ---- layer 2: the claims -------------------------------------------------------------------------
+
+def decode_claims(payload: bytes) -> dict:
+    claims = strict_json(payload, "claims")
+    if not isinstance(claims, dict):
+        raise InvalidToken("claims are not a JSON object")
+    return claims
+
+
+def _number(claims: dict, name: str) -> float | int | None:
+    value = claims.get(name)
+    if value is None and name not in claims:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidToken(f"{name} must be a number")
+    return value
+
+
+def check_claims(claims: dict, *, issuer: str | None, audience: str | None, leeway: float,
+                 now: float) -> float:
+    """Check the registered claims; returns the time until which the token stays acceptable."""
+    exp = _number(claims, "exp")
+    if exp is None:
+        raise InvalidToken("exp is required")
+    if now >= exp + leeway:
+        raise InvalidToken("expired")
+    nbf = _number(claims, "nbf")
+    if nbf is not None and now < nbf - leeway:
+        raise InvalidToken("not valid yet")
+    iat = _number(claims, "iat")
+    if iat is not None and iat > now + leeway:
+        raise InvalidToken("issued in the future")
+    if "sub" in claims and not isinstance(claims["sub"], str):
+        raise InvalidToken("sub must be a string")
+    if issuer is not None and claims.get("iss") != issuer:
+        raise InvalidToken("wrong issuer")
+    if audience is not None:
+        aud = claims.get("aud")
+        if isinstance(aud, str):
+            ok = aud == audience
+        elif isinstance(aud, list) and all(isinstance(a, str) for a in aud):
+            ok = audience in aud
+        else:
+            ok = False
+        if not ok:
+            raise InvalidToken("wrong audience")
+    return float(exp + leeway)
+
+
+def token_scopes(claims: dict, scope_claim: str | None) -> list[str]:
+    """Scopes from the secret's claim (absent -> none), else the first of scope, scp, scopes."""
+    names = (scope_claim,) if scope_claim else ("scope", "scp", "scopes")
+    for name in names:
+        if name not in claims:
+            continue
+        value = claims[name]
+        if isinstance(value, str):
+            return value.split()
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise InvalidToken(f"{name} must be a string or a list of strings")
+    return []
+
+
+# ---- layer 3: key sets from a URL, the verified-token cache, the policy ------------------------
+
+async def fetch_jwks(url: str, timeout: float) -> list[dict]:
+    """GET a JWK set (no redirects, size-capped, strict JSON); the keys as dicts."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+        async with client.stream("GET", url, headers={"accept": "application/json"}) as resp:
+            if resp.status_code != 200:
+                raise ValueError(f"HTTP {resp.status_code}")
+            body = bytearray()
+            async for chunk in resp.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_JWKS_BYTES:
+                    raise ValueError("key set too large")
+    try:
+        doc = strict_json(bytes(body), "key set")
+    except InvalidToken:
+        raise ValueError("key set is not valid JSON") from None
+    return jwk_list(doc)
+
+
+class _Verifier:
+    """Per (SecretsView, secret name), shared by every endpoint using the secret."""
+
+    refresh_interval = 300.0       # seconds between background refreshes of a jwks_url
+    refresh_cooldown = 30.0        # minimum seconds between fetches (unknown kid, failures)
+    fetch_timeout = 5.0
+
+    def __init__(self, name: str, secrets: Any, clock: Callable[[], float],
+                 monotonic: Callable[[], float] = time.monotonic):
+        self.name = name
+        self.secrets = secrets
+        self.clock = clock
+        self.monotonic = monotonic
+        self.secret: Any = None
+        self.keyset: KeySet | None = None
+        self.problem: str | None = None
+        self.cache: dict[bytes, tuple[float, dict]] = {}
+        # jwks_url state survives secret changes while the URL stays the same
+        self.url: str | None = None
+        self.fetched: list[dict] | None = None
+        self.fetched_at = -math.inf
+        self.attempted_at = -math.inf
+        self.task: asyncio.Task | None = None
+
+    # -- the secret --
+    def sync(self) -> Any:
+        secret = self.secrets.get(self.name)
+        if secret is not self.secret:
+            self._load(secret)
+        return secret
+
+    def _load(self, secret: Any) -> None:
+        self.secret = secret
+        self.cache.clear()
+        self.keyset = None
+        self.problem = None
+        if secret is None or getattr(secret, "type", None) != "jwt":
+            self.problem = "the secret is missing or not a jwt secret"
+            return
+        url = None if (secret.hs_key or secret.public_pem or secret.private_pem) else secret.jwks_url
+        if url != self.url:
+            self.url, self.fetched = url, None
+            self.fetched_at = self.attempted_at = -math.inf
+        try:
+            self.keyset = keyset_from_secret(secret, {"keys": self.fetched} if self.fetched is not None else None)
+        except Exception as exc:
+            self.problem = f"unusable key material: {_short(exc)}"
+
+    # -- jwks_url --
+    async def refresh(self) -> None:
+        """Fetch the key set now (coalesced with a fetch already running); keeps the last good set."""
+        loop = asyncio.get_running_loop()
+        task = self.task
+        if task is None or task.done() or task.get_loop() is not loop:
+            task = self.task = loop.create_task(self._fetch())
+        await asyncio.shield(task)
+
+    def schedule_refresh(self) -> None:
+        task = self.task
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            return
+        self.task = asyncio.get_running_loop().create_task(self._fetch())
+
+    async def _fetch(self) -> None:
+        url = self.url
+        if url is None:
+            return
+        self.attempted_at = self.monotonic()
+        algorithms = tuple(getattr(self.secret, "algorithms", ()))
+        try:
+            keys = await fetch_jwks(url, self.fetch_timeout)
+            keyset = keyset_from_jwks({"keys": keys}, algorithms)
+            if not keyset.keys:
+                raise ValueError("no usable key in the key set")
+        except Exception as exc:
+            log.warning("jwt: fetching the key set of secret %r failed (%s); keeping the last good keys",
+                        self.name, _short(exc))
+            return
+        if url == self.url:
+            self.fetched, self.keyset, self.fetched_at = keys, keyset, self.monotonic()
+            self.problem = None
+
+    def may_fetch(self) -> bool:
+        return self.monotonic() - self.attempted_at >= self.refresh_cooldown
+
+    # -- verification --
+    async def verify(self, token: str) -> dict:
+        secret = self.sync()
+        key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        entry = self.cache.get(key)
+        if entry is not None:
+            if self.clock() < entry[0]:
+                return entry[1]
+            del self.cache[key]
+        return await self._verify_slow(token, key, secret)
+
+    async def _verify_slow(self, token: str, key: bytes, secret: Any) -> dict:
+        if self.problem is not None and self.keyset is None:
+            log.error("jwt: secret %r: %s; request refused", self.name, self.problem)
+            raise InvalidToken("authentication is not available")
+        if self.url is not None:
+            if self.fetched is None and self.may_fetch():
+                await self.refresh()
+            elif self.monotonic() - self.fetched_at >= self.refresh_interval and self.may_fetch():
+                self.schedule_refresh()
+        keyset = self.keyset or KeySet(())
+        try:
+            header, payload = verify_signature(token, keyset)
+        except UnknownKey:
+            if self.url is None or not self.may_fetch():
+                raise
+            await self.refresh()
+            header, payload = verify_signature(token, self.keyset or KeySet(()))
+        claims = decode_claims(payload)
+        until = check_claims(claims, issuer=secret.issuer, audience=secret.audience,
+                             leeway=secret.leeway, now=self.clock())
+        auth = {"type": "jwt", "user": claims.get("sub"), "claims": claims,
+                "scopes": token_scopes(claims, secret.scope_claim)}
+        if self.secret is secret:
+            self._remember(key, until, auth)
+        return auth
+
+    def _remember(self, key: bytes, until: float, auth: dict) -> None:
+        cache = self.cache
+        if len(cache) >= CACHE_MAX:
+            now = self.clock()
+            for k in [k for k, (end, _) in cache.items() if end <= now]:
+                del cache[k]
+            while len(cache) >= CACHE_MAX:
+                del cache[next(iter(cache))]
+        cache[key] = (until, auth)
+
+
+def _short(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__).split("\n", 1)[0][:200]
+
+
+_VERIFIERS: "weakref.WeakKeyDictionary[Any, dict[str, _Verifier]]" = weakref.WeakKeyDictionary()
+_VERIFIERS_LOCK = threading.Lock()
+
+
+def shared_verifier(name: str, secrets: Any, clock: Callable[[], float] = time.time) -> _Verifier:
+    """One verifier per (SecretsView, secret name): endpoints sharing a secret share keys and cache."""
+    if clock is not time.time:
+        return _Verifier(name, secrets, clock)
+    with _VERIFIERS_LOCK:
+        try:
+            per_view = _VERIFIERS.setdefault(secrets, {})
+        except TypeError:
+            return _Verifier(name, secrets, clock)
+        verifier = per_view.get(name)
+        if verifier is None:
+            verifier = per_view[name] = _Verifier(name, secrets, clock)
+        return verifier
+
+
+def bearer_token(req: Request, cookie: str | None) -> str | None:
+    """The token from ``Authorization: Bearer`` (scheme case-insensitive), else from ``cookie``.
+
+    None when neither carries one; ``""`` when what was sent is ambiguous (repeated header or cookie).
+    """
+    value = req.headers.get("authorization")
+    if value is not None:
+        scheme, _, rest = value.partition(" ")
+        if scheme.lower() == "bearer":
+            return "" if "authorization" in req.duplicates else rest.strip(" ")
+    if cookie is not None:
+        token = req.cookies.get(cookie)
+        if token is not None:
+            return "" if cookie in req.duplicate_cookies else token
+    return None
+
+
+class JwtPolicy:
+    """``auth: {type: jwt, secret: NAME[, token_cookie: C]}`` compiled for one endpoint."""
+
+    __slots__ = ("_v", "_cookie", "_missing", "_invalid_header")
+
+    def __init__(self, secret_name: str, *, realm: str, secrets: Any, token_cookie: str | None = None,
+                 clock: Callable[[], float] = time.time):
+        self._v = shared_verifier(secret_name, secrets, clock)
+        self._cookie = token_cookie
+        self._missing = ((b"www-authenticate", www_authenticate_bearer(realm)),)
+        self._invalid_header = ((b"www-authenticate", www_authenticate_bearer(realm, "invalid_token")),)
+
+    @property
+    def verifier(self) -> _Verifier:
+        return self._v
+
+    def prepare(self) -> None:
+        """Load time: build the keys now; raises ValueError when the key material is unusable."""
+        self._v.sync()
+        if self._v.problem is not None:
+            raise ValueError(self._v.problem)
+
+    async def authenticate(self, req: Request) -> dict:
+        token = bearer_token(req, self._cookie)
+        if token is None:
+            raise HTTPError(401, "bearer token required", self._missing)
+        if len(token) > MAX_TOKEN:
+            raise HTTPError(401, "invalid token: too large", self._invalid_header)
+        try:
+            return await self._v.verify(token)
+        except InvalidToken as exc:
+            log.debug("jwt: token refused for secret %r: %s", self._v.name, exc.reason)
+            raise HTTPError(401, exc.message, self._invalid_header) from None
+        except Exception:
+            log.exception("jwt: unexpected error while verifying a token (secret %r)", self._v.name)
+            raise HTTPError(401, "invalid token", self._invalid_header) from None
+
+    def __repr__(self) -> str:
+        return f"JwtPolicy(secret={self._v.name!r})"

@@ -1,0 +1,243 @@
+"""The ASGI application: one request, one visible path through the compiled workspace."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+from flowlet.errors import HTTPError
+from flowlet.expr import ExprError
+from flowlet.flows.flow import JSON_CT, Response, dump_json
+from flowlet.flows.steps import RunContext, StepFailed
+from flowlet.http import Request
+from flowlet.security.auth import OPEN_AUTH
+from flowlet.server.log import AccessLog
+from flowlet.server.tls import hsts_header
+from flowlet.workspace.loader import Route, Workspace
+
+log = logging.getLogger("flowlet.server")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+def error_body(message: str) -> bytes:
+    return dump_json({"error": message})
+
+
+_NOT_FOUND = error_body("not found")
+_NOT_ALLOWED = error_body("method not allowed")
+_INTERNAL = error_body("internal error")
+
+
+class FlowletApp:
+    def __init__(self, ws: Workspace, *, access_log: bool = True):
+        self.ws = ws
+        self.table = ws.table
+        self.limit = ws.settings.body_bytes
+        self.timeout = ws.settings.timeout_s
+        hsts = hsts_header(ws.settings.hsts)
+        self.hsts: tuple = (hsts,) if hsts else ()
+        self.ctx = RunContext()
+        self.access = AccessLog(access_log)
+        self._pid = f"{os.getpid():x}"
+        self._seq = 0
+        self._tasks: list[asyncio.Task] = []
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        if scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+
+    # ---- one request -------------------------------------------------------------------
+
+    async def handle(self, scope: dict, receive, send) -> None:
+        started = time.perf_counter()
+        req = Request(scope)
+        rid = req.headers.get("x-request-id", "")
+        if not _REQUEST_ID.match(rid):
+            self._seq += 1
+            rid = f"{self._pid}-{self._seq:x}"
+        extra = [(b"x-request-id", rid.encode())]
+        if req.secure:
+            extra.extend(self.hsts)
+        try:
+            status, headers, body = await self.pipeline(req, receive)
+        except Exception:
+            log.exception("unhandled error serving %s %s", req.method, req.path, extra={"request_id": rid})
+            status, headers, body = 500, [JSON_CT], _INTERNAL
+        headers.extend(extra)
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if req.method == "HEAD" else body})
+        self.access.record(req.method, req.path, status, started, rid, asyncio.get_running_loop())
+
+    async def pipeline(self, req: Request, receive) -> tuple[int, list, bytes]:
+        """Route (404/405) -> CORS -> authentication (401) -> scope (403) -> CSRF (400)
+        -> body (413/400) -> flow (504/500). Returns status, headers, body."""
+        route, params, answer = self.route(req)
+        if answer is not None:
+            return answer                     # 404, 405, preflight, OPTIONS, built-in endpoint
+        cors = route.cors.actual_headers(req.headers.get("origin")) if route.cors is not None else []
+        try:
+            auth = await route.auth.authenticate(req) if route.auth is not None else OPEN_AUTH
+            if route.scope is not None:
+                route.scope.check(auth, req, params)
+            if route.csrf is not None:
+                route.csrf.check(req)
+            body = await self.read_body(req, receive)
+            resp = await self.run_flow(route, req, params, auth, body)
+        except HTTPError as exc:
+            return exc.status, [JSON_CT, *exc.headers, *cors], error_body(exc.message)
+        return resp.status, [*resp.headers, *cors], resp.body
+
+    def route(self, req: Request) -> tuple[Route | None, dict | None, tuple | None]:
+        """The route and its params, or the whole answer when no flow runs."""
+        first = None
+        method = "GET" if req.method == "HEAD" else req.method
+        for entry, params in self.table.match(req.path):
+            if first is None:
+                first = entry
+            if entry.builtin is not None:
+                return None, None, self.builtin(entry, req)
+            route = entry.routes.get(method)
+            if route is not None:
+                return route, params, None
+        if first is None:
+            return None, None, (404, [JSON_CT], _NOT_FOUND)
+        if req.method == "OPTIONS":
+            return None, None, self.options(first, req)
+        return None, None, (405, [JSON_CT, (b"allow", first.allow)], _NOT_ALLOWED)
+
+    def options(self, entry, req: Request) -> tuple[int, list, bytes]:
+        if "access-control-request-method" not in req.headers or "origin" not in req.headers:
+            return 204, [(b"allow", entry.allow)], b""
+        if entry.cors is None:
+            return 403, [JSON_CT], error_body("CORS preflight refused: this path does not allow cross-origin requests")
+        status, headers = entry.cors.preflight(req)
+        if status == 204:
+            return 204, list(headers), b""
+        return status, [JSON_CT, *headers], error_body("CORS preflight refused")
+
+    def builtin(self, entry, req: Request) -> tuple[int, list, bytes]:
+        """``GET <api_prefix>/csrf``: a fresh token in the body, its keyed hash in the cookie."""
+        if req.method == "OPTIONS":
+            return self.options(entry, req)
+        cors = entry.cors.actual_headers(req.headers.get("origin")) if entry.cors is not None else []
+        if req.method not in ("GET", "HEAD"):
+            return 405, [JSON_CT, (b"allow", entry.allow), *cors], _NOT_ALLOWED
+        from flowlet.security.csrf import issue_token
+        s = self.ws.settings
+        body, cookie = issue_token(s.csrf, self.ws.csrf_keys, api_prefix=s.api_prefix or "/", domain=s.domain)
+        return 200, [JSON_CT, _NO_STORE, (b"set-cookie", cookie), *cors], body
+
+    async def read_body(self, req: Request, receive) -> Any:
+        declared = req.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise HTTPError(400, "invalid Content-Length")
+            if int(declared) > self.limit:
+                raise HTTPError(413, f"request body larger than {self.limit} bytes")
+        chunks = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.timeout):
+                more = True
+                while more:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise HTTPError(400, "client disconnected")
+                    chunk = message.get("body", b"")
+                    more = message.get("more_body", False)
+                    if chunk:
+                        size += len(chunk)
+                        if size > self.limit:
+                            raise HTTPError(413, f"request body larger than {self.limit} bytes")
+                        chunks.append(chunk)
+        except TimeoutError:
+            raise HTTPError(408, "request body not received in time") from None
+        if not size:
+            return None
+        return parse_body(b"".join(chunks), req.headers.get("content-type", ""))
+
+    async def run_flow(self, route: Route, req: Request, params: dict, auth: dict, body: Any) -> Response:
+        flow = route.flow
+        env: dict[str, Any] = {"params": params, "body": body, "auth": auth}
+        if "query" in flow.variables:
+            env["query"] = req.query
+        if "request" in flow.variables:
+            env["request"] = {"method": req.method, "path": req.path, "headers": req.headers,
+                              "query": req.query, "cookies": req.cookies}
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await flow.run(env, self.ctx)
+        except TimeoutError:
+            log.warning("flow %s %s timed out after %ss", route.method, route.pattern.text, self.timeout)
+            raise HTTPError(504, "flow timed out") from None
+        except HTTPError:
+            raise
+        except (StepFailed, ExprError) as exc:
+            log.error("flow %s %s failed: %s", route.method, route.pattern.text, exc)
+            raise HTTPError(500, "internal error") from None
+        except Exception:
+            log.exception("flow %s %s raised", route.method, route.pattern.text)
+            raise HTTPError(500, "internal error") from None
+
+    # ---- lifespan ----------------------------------------------------------------------
+
+    async def lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self.ws.secrets is not None:
+                    self._tasks.append(asyncio.create_task(self.ws.secrets.run()))
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for task in self._tasks:
+                    task.cancel()
+                await self.ctx.aclose()
+                self.access.flush()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_body(raw: bytes, content_type: str) -> Any:
+    """SPEC 6: JSON for application/json and application/*+json, a map for forms, else text."""
+    ctype = content_type.split(";", 1)[0].strip().lower()
+    is_json = ctype == "application/json" or (ctype.startswith("application/") and ctype.endswith("+json"))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPError(400, "request body is not valid UTF-8") from None
+    if is_json:
+        try:
+            return json.loads(text, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            raise HTTPError(400, "request body is not valid JSON") from None
+    if ctype == "application/x-www-form-urlencoded":
+        try:
+            return dict(parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=1000))
+        except ValueError:
+            raise HTTPError(400, "request body is not a valid form") from None
+    return text
+
+
+def create_app() -> FlowletApp:
+    """Granian's factory: each worker loads the workspace named by FLOWLET_WORKSPACE."""
+    from flowlet.server.log import setup_logging
+    from flowlet.workspace.loader import load_workspace
+
+    setup_logging(os.environ.get("FLOWLET_LOG_LEVEL", "info"))
+    ws = load_workspace(os.environ["FLOWLET_WORKSPACE"], serving=True)
+    return FlowletApp(ws, access_log=os.environ.get("FLOWLET_ACCESS_LOG", "1") != "0")

@@ -1,0 +1,53 @@
+"""Run a workspace on granian: workers, TLS with HTTP/2, one "listening on URL" line, SIGTERM drain."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def serve(root: Path, *, host: str, port: int, workers: int, tls_cert: str | None, tls_key: str | None,
+          access_log: bool = True, log_level: str = "info") -> int:
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces, Loops
+
+    os.environ["FLOWLET_WORKSPACE"] = str(root.resolve())
+    os.environ["FLOWLET_ACCESS_LOG"] = "1" if access_log else "0"
+    os.environ["FLOWLET_LOG_LEVEL"] = log_level
+    kwargs = {}
+    if tls_cert:
+        kwargs.update(ssl_cert=Path(tls_cert).resolve(), ssl_key=Path(tls_key).resolve())
+        from granian.constants import SSLProtocols
+        kwargs["ssl_protocol_min"] = SSLProtocols.tls12
+    scheme = "https" if tls_cert else "http"
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"{scheme}://{shown_host}:{port}"
+
+    server = Granian(
+        "flowlet.server.app:create_app",
+        factory=True,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        http=HTTPModes.auto,
+        websockets=False,
+        loop=Loops.auto,
+        log_enabled=True,
+        log_level="warning",
+        log_access=False,
+        working_dir=root.resolve(),
+        **kwargs,
+    )
+
+    @server.on_startup
+    def _ready() -> None:
+        # The socket is bound before this hook runs; connections queue until a worker accepts.
+        print(f"listening on {url}", flush=True)
+
+    server.serve()
+    return 0
+
+
+__all__ = ["serve", "sys"]

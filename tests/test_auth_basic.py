@@ -1,0 +1,351 @@
+"""HTTP Basic authentication (RFC 7617) with argon2id hashes and the verification cache."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+
+import pytest
+from argon2 import PasswordHasher
+
+import flowlet.security.basic as basic_module
+from flowlet.errors import ConfigError, HTTPError
+from flowlet.http import Request
+from flowlet.secrets.model import BasicSecret, JwtSecret
+from flowlet.security.auth import compile_auth, parse_auth
+from flowlet.security.basic import BasicPolicy, parse_basic
+from flowlet.workspace.source import load_yaml
+
+# Cheap argon2id parameters keep the suite fast; one test below uses the real defaults.
+FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+PASSWORD = "correct horse:battery staple"
+
+
+class View:
+    def __init__(self, *secrets):
+        self.secrets = {s.name: s for s in secrets}
+
+    def get(self, name):
+        return self.secrets.get(name)
+
+    def put(self, secret):
+        self.secrets[secret.name] = secret
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def users_secret(**users) -> BasicSecret:
+    return BasicSecret("team", {u: FAST.hash(p) for u, p in users.items()})
+
+
+@pytest.fixture(scope="module")
+def team():
+    return users_secret(alice=PASSWORD)
+
+
+def request(*headers) -> Request:
+    return Request({"type": "http", "method": "GET", "path": "/api/x",
+                    "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]})
+
+
+def basic(user: str, password: str) -> tuple[str, str]:
+    return ("authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+
+
+def policy(secret=None, *, view=None, clock=None, realm="shop") -> BasicPolicy:
+    view = view or View(secret)
+    return BasicPolicy("team", realm=realm, secrets=view, clock=clock or Clock())
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def refused(pol: BasicPolicy, req: Request) -> HTTPError:
+    with pytest.raises(HTTPError) as err:
+        run(pol.authenticate(req))
+    assert err.value.status == 401
+    assert dict(err.value.headers)[b"www-authenticate"].startswith(b"Basic realm=")
+    return err.value
+
+
+# ---- parsing (RFC 7617) ----------------------------------------------------------------------------
+
+def b64(text: bytes) -> str:
+    return base64.b64encode(text).decode()
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("Basic " + b64(b"alice:pw"), ("alice", "pw")),
+    ("basic " + b64(b"alice:pw"), ("alice", "pw")),
+    ("BASIC " + b64(b"alice:pw"), ("alice", "pw")),
+    ("Basic   " + b64(b"alice:pw"), ("alice", "pw")),
+    ("Basic " + b64(b"alice:pw:with:colons"), ("alice", "pw:with:colons")),
+    ("Basic " + b64(b"alice:"), ("alice", "")),
+    ("Basic " + b64(b":pw"), ("", "pw")),
+    ("Basic " + b64("bj\u00f6rk:p\u00e4ss\u20ac".encode()), ("bj\u00f6rk", "p\u00e4ss\u20ac")),
+])
+def test_parse_basic_accepts(value, expected):
+    assert parse_basic(value) == expected
+
+
+@pytest.mark.parametrize("value", [
+    "Bearer " + b64(b"alice:pw"),
+    "Basic",
+    "Basic ",
+    "Basic " + b64(b"alice-no-colon"),
+    "Basic " + b64(b"alice:pw").rstrip("="),                 # padding missing
+    "Basic " + b64(b"alice:pw") + "=",                       # padding extra
+    "Basic " + b64(b"alice:pw")[:4] + " " + b64(b"alice:pw")[4:],   # whitespace inside
+    "Basic " + b64(b"alice:pw") + "\t",
+    "Basic " + b64(b"alice:pw")[:-2] + "x=",                 # stray bits (non-canonical)
+    "Basic " + base64.urlsafe_b64encode(b"al?ce>:pw~~~").decode(),  # base64url alphabet
+    "Basic " + b64(b"alice:\xff\xfe"),                       # not UTF-8
+    "Basic " + b64(b"alice:p\x00w"),                         # control character
+    "Basic " + b64(b"ali\nce:pw"),
+    "Basic " + b64(b"alice:pw") + "\u00e9",
+    "Basic " + "QUFB" * 2000,                                # over the size cap
+    "Basic=" + b64(b"alice:pw"),
+])
+def test_parse_basic_refuses(value):
+    assert parse_basic(value) is None
+
+
+# ---- the policy -------------------------------------------------------------------------------------
+
+def test_right_password_gives_the_auth_value(team):
+    assert run(policy(team).authenticate(request(basic("alice", PASSWORD)))) == {
+        "type": "basic", "user": "alice", "claims": {}, "scopes": []}
+
+
+def test_missing_header_is_401_with_realm_and_charset(team):
+    err = refused(policy(team), request())
+    assert dict(err.headers)[b"www-authenticate"] == b'Basic realm="shop", charset="UTF-8"'
+    assert err.message == "authentication required"
+
+
+def test_realm_is_quote_escaped(team):
+    err = refused(policy(team, realm='a "b" \\c'), request())
+    assert dict(err.headers)[b"www-authenticate"] == b'Basic realm="a \\"b\\" \\\\c", charset="UTF-8"'
+
+
+def test_wrong_password_is_401(team):
+    err = refused(policy(team), request(basic("alice", "wrong")))
+    assert err.message == "invalid user name or password"
+
+
+def test_unknown_user_is_401_with_the_same_message(team):
+    assert refused(policy(team), request(basic("mallory", PASSWORD))).message == "invalid user name or password"
+
+
+def test_password_is_split_at_the_first_colon(team):
+    run(policy(team).authenticate(request(basic("alice", PASSWORD))))     # PASSWORD contains a colon
+    refused(policy(team), request(basic("alice:correct horse", "battery staple")))
+
+
+def test_non_ascii_credentials_are_utf8():
+    secret = users_secret(**{"bj\u00f6rk": "p\u00e4ss\u20ac"})
+    auth = run(policy(secret).authenticate(request(basic("bj\u00f6rk", "p\u00e4ss\u20ac"))))
+    assert auth["user"] == "bj\u00f6rk"
+
+
+def test_latin1_credentials_are_refused():
+    secret = users_secret(**{"bj\u00f6rk": "pw"})
+    value = "Basic " + b64("bj\u00f6rk:pw".encode("latin-1"))
+    refused(policy(secret), request(("authorization", value)))
+
+
+def test_bearer_header_is_refused_by_basic(team):
+    refused(policy(team), request(("authorization", "Bearer abc")))
+
+
+def test_repeated_authorization_header_is_refused(team):
+    refused(policy(team), request(basic("alice", PASSWORD), basic("alice", PASSWORD)))
+
+
+def test_hash_that_argon2_cannot_read_is_a_401_not_a_500():
+    secret = BasicSecret("team", {"alice": "not-a-phc-string"})
+    refused(policy(secret), request(basic("alice", "x")))
+
+
+def test_deleted_secret_refuses_at_request_time(team):
+    view = View(team)
+    pol = policy(view=view)
+    run(pol.authenticate(request(basic("alice", PASSWORD))))
+    del view.secrets["team"]
+    refused(pol, request(basic("alice", PASSWORD)))
+
+
+def test_secret_changed_to_another_type_refuses(team):
+    view = View(team)
+    pol = policy(view=view)
+    view.put(JwtSecret("team", hs_key=b"k" * 32))
+    refused(pol, request(basic("alice", PASSWORD)))
+
+
+# ---- the cache ---------------------------------------------------------------------------------------
+
+class CountingVerifier:
+    """Wraps the real argon2 check to count how often it runs (it still runs)."""
+
+    def __init__(self, pol: BasicPolicy):
+        self.calls = 0
+        verifier = pol._v
+        real = verifier.check_password
+
+        def counted(*args):
+            self.calls += 1
+            return real(*args)
+        verifier.check_password = counted
+
+
+def test_cache_hit_skips_argon2(team):
+    pol = policy(team)
+    count = CountingVerifier(pol)
+    for _ in range(5):
+        run(pol.authenticate(request(basic("alice", PASSWORD))))
+    assert count.calls == 1
+
+
+def test_failures_are_not_cached(team):
+    pol = policy(team)
+    count = CountingVerifier(pol)
+    for _ in range(3):
+        refused(pol, request(basic("alice", "wrong")))
+    assert count.calls == 3
+
+
+def test_cache_entry_expires_after_the_ttl(team):
+    clock = Clock()
+    pol = policy(team, clock=clock)
+    count = CountingVerifier(pol)
+    run(pol.authenticate(request(basic("alice", PASSWORD))))
+    clock.now += basic_module.CACHE_TTL - 1
+    run(pol.authenticate(request(basic("alice", PASSWORD))))
+    assert count.calls == 1
+    clock.now += 2
+    run(pol.authenticate(request(basic("alice", PASSWORD))))
+    assert count.calls == 2
+
+
+def test_cache_is_dropped_when_the_secret_changes(team):
+    view = View(team)
+    pol = policy(view=view)
+    run(pol.authenticate(request(basic("alice", PASSWORD))))
+    view.put(users_secret(alice="new password"))
+    refused(pol, request(basic("alice", PASSWORD)))
+    run(pol.authenticate(request(basic("alice", "new password"))))
+
+
+def test_removed_user_is_refused_at_once(team):
+    view = View(users_secret(alice=PASSWORD, bob="pw"))
+    pol = policy(view=view)
+    run(pol.authenticate(request(basic("bob", "pw"))))
+    view.put(BasicSecret("team", {"alice": view.get("team").users["alice"]}))
+    refused(pol, request(basic("bob", "pw")))
+
+
+def test_cache_is_bounded(team, monkeypatch):
+    monkeypatch.setattr(basic_module, "CACHE_MAX", 3)
+    secret = users_secret(**{f"u{i}": "pw" for i in range(6)})
+    pol = policy(secret)
+    for i in range(6):
+        run(pol.authenticate(request(basic(f"u{i}", "pw"))))
+    assert len(pol._v.cache) <= 3
+
+
+def test_cache_keys_are_not_the_credentials(team):
+    pol = policy(team)
+    run(pol.authenticate(request(basic("alice", PASSWORD))))
+    for key in pol._v.cache:
+        assert PASSWORD.encode() not in key and b"alice" not in key and len(key) == 32
+
+
+def test_concurrent_requests_with_the_same_credentials_share_one_verification(team):
+    pol = policy(team)
+    count = CountingVerifier(pol)
+
+    async def burst():
+        return await asyncio.gather(*(pol.authenticate(request(basic("alice", PASSWORD))) for _ in range(8)))
+    results = run(burst())
+    assert all(r["user"] == "alice" for r in results)
+    assert count.calls == 1
+
+
+def test_verification_runs_off_the_event_loop():
+    secret = BasicSecret("team", {"alice": PasswordHasher().hash("pw")})   # real cost, ~0.1-0.2 s
+    pol = policy(secret)
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    async def scenario():
+        task = asyncio.create_task(ticker())
+        started = time.perf_counter()
+        await pol.authenticate(request(basic("alice", "pw")))
+        elapsed = time.perf_counter() - started
+        task.cancel()
+        return elapsed
+    elapsed = run(scenario())
+    assert elapsed > 0.03 and ticks >= elapsed / 0.005 * 0.3    # the loop kept running meanwhile
+
+
+def test_unknown_user_costs_a_verification_too():
+    """No user enumeration by timing: an unknown user is verified against a dummy hash."""
+    secret = BasicSecret("team", {"alice": PasswordHasher().hash("pw")})
+    pol = policy(secret)
+    pol.prepare()
+
+    def timed(user: str) -> float:
+        started = time.perf_counter()
+        refused(pol, request(basic(user, "wrong")))
+        return time.perf_counter() - started
+    known = min(timed("alice") for _ in range(2))
+    unknown = min(timed("nobody") for _ in range(2))
+    assert unknown > 0.5 * known and known > 0.02
+
+
+def test_password_never_reaches_logs_errors_or_reprs(team, caplog):
+    pol = policy(team)
+    secret_text = "s3cr3t-Pa55"
+    with caplog.at_level(logging.DEBUG):
+        err = refused(pol, request(basic("alice", secret_text)))
+        run(pol.authenticate(request(basic("alice", PASSWORD))))
+    for text in (caplog.text, err.message, repr(err), repr(pol), repr(team)):
+        assert secret_text not in text and PASSWORD not in text
+        assert "$argon2" not in text
+
+
+# ---- the auth: block with basic ------------------------------------------------------------------------
+
+def test_compile_auth_builds_a_basic_policy_without_scope(team):
+    cfg = parse_auth(load_yaml("type: basic\nsecret: team\n", "flows/a.yaml"))
+    auth, scope = compile_auth(cfg, realm="shop", secrets=View(team), compile_expr=None)
+    assert isinstance(auth, BasicPolicy) and scope is None
+    assert run(auth.authenticate(request(basic("alice", PASSWORD))))["user"] == "alice"
+
+
+def test_compile_auth_with_a_jwt_secret_for_basic_is_a_load_error():
+    cfg = parse_auth(load_yaml("type: basic\nsecret: team\n", "flows/a.yaml"))
+    with pytest.raises(ConfigError) as err:
+        compile_auth(cfg, realm="shop", secrets=View(JwtSecret("team", hs_key=b"k" * 32)), compile_expr=None)
+    assert err.value.line == 2 and "needs a basic secret" in err.value.message
+
+
+def test_compile_auth_missing_basic_secret_is_a_load_error():
+    cfg = parse_auth(load_yaml("type: basic\nsecret: team\n", "flows/a.yaml"))
+    with pytest.raises(ConfigError) as err:
+        compile_auth(cfg, realm="shop", secrets=View(), compile_expr=None)
+    assert "--type basic" in err.value.message and err.value.line == 2
