@@ -237,6 +237,36 @@ def test_add_key_if_absent_and_writes_are_safe_across_processes(tmp_path, settin
         assert store.get_key("race").hex() == results[0][0].strip()
 
 
+UPDATE_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from flowlet.secrets import BasicSecret, open_store
+    store = open_store(sys.argv[1], sys.argv[2])
+    sys.stdin.read()                      # start together
+
+    def add(current):
+        time.sleep(0.2)                   # hold the read-modify-write open: the others must wait
+        users = dict(current.users) if current else {}
+        users[sys.argv[3]] = "hash"
+        return BasicSecret("staff", users)
+
+    store.update("staff", add)
+""")
+
+
+def test_concurrent_updates_from_processes_lose_nothing(tmp_path, setting):
+    open_store(tmp_path, setting).close()
+    procs = [subprocess.Popen([sys.executable, "-c", UPDATE_SCRIPT, str(tmp_path), setting, f"u{i}"],
+                              stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(4)]
+    for p in procs:
+        p.stdin.write("go")
+        p.stdin.close()
+    for p in procs:
+        assert p.wait(60) == 0, p.stderr.read()
+    with open_store(tmp_path, setting) as store:
+        assert sorted(store.get("staff").users) == ["u0", "u1", "u2", "u3"]
+
+
 # ---- the master key ------------------------------------------------------------------------
 
 def test_master_key_file_is_created_private_with_32_bytes(tmp_path):

@@ -45,6 +45,10 @@ class PostgresStore(Store):
         "CREATE TABLE IF NOT EXISTS flowlet_keys (name TEXT PRIMARY KEY, data BYTEA NOT NULL)",
     )
 
+    # READ COMMITTED does not stop two transactions reading the same row before either
+    # writes: an update first locks the version row, which every write changes anyway
+    _serialize_writes = "SELECT num FROM flowlet_meta WHERE name = 'version' FOR UPDATE"
+
     def __init__(self, url: str, key_source: MasterKeySource):
         self._url = url
         self._conn: psycopg.Connection | None = None

@@ -183,6 +183,9 @@ class Store:
     _param = "?"
     _ddl: tuple[str, ...] = ()
     _errors: tuple[type[BaseException], ...] = ()
+    # SQL that makes a write transaction wait for every other writer (read-modify-write);
+    # empty when the backend's write transactions already exclude each other
+    _serialize_writes = ""
 
     def __init__(self, label: str, key_source: MasterKeySource):
         self.label = label
@@ -215,10 +218,10 @@ class Store:
         Whatever ``change`` raises aborts the update. A damaged row counts as absent, so
         setting a secret again is the way to repair it.
         """
-        with self._tx() as cur:
-            row = cur.execute("SELECT type, data FROM flowlet_secrets WHERE name = ?", (name,)).fetchone()
-        import time; time.sleep(0.3)
         with self._tx(write=True) as cur:
+            if self._serialize_writes:
+                cur.execute(self._serialize_writes)
+            row = cur.execute("SELECT type, data FROM flowlet_secrets WHERE name = ?", (name,)).fetchone()
             current = None
             if row is not None:
                 try:
