@@ -351,3 +351,43 @@ def test_compile_auth_missing_basic_secret_is_a_load_error():
     with pytest.raises(ConfigError) as err:
         compile_auth(cfg, realm="shop", secrets=View(), compile_expr=None)
     assert "--type basic" in err.value.message and err.value.line == 2
+
+
+# ---- over HTTP, through the real server ------------------------------------------------------------
+
+def test_basic_auth_over_http_and_a_password_change_without_restart(tmp_path):
+    import httpx
+
+    from conftest import assert_json_error, flowlet, make_workspace, run_server
+
+    ws = make_workspace(tmp_path, {
+        "flowlet.yaml": "name: my shop\n",
+        "flows/me.yaml": """
+            endpoint: {method: GET, path: /me, auth: {type: basic, secret: team}}
+            respond: {body: {user: "=auth.user", type: "=auth.type", scopes: "=auth.scopes"}}
+        """,
+    })
+    done = flowlet("secrets", "set", "team", "-w", str(ws), "--type", "basic", "--user", "bj\u00f6rk",
+                   "--password-stdin", input="p\u00e4ss:word\n")
+    assert done.returncode == 0, done.stderr
+    with run_server(ws) as srv:
+        url = srv.url + "/api/me"
+        resp = httpx.get(url)
+        assert_json_error(resp, 401, "authentication required")
+        assert resp.headers["www-authenticate"] == 'Basic realm="my shop", charset="UTF-8"'
+        good = httpx.BasicAuth("bj\u00f6rk".encode(), "p\u00e4ss:word".encode())
+        resp = httpx.get(url, auth=good)
+        assert resp.status_code == 200 and resp.json() == {"user": "bj\u00f6rk", "type": "basic", "scopes": []}
+        assert httpx.get(url, auth=good).status_code == 200                         # cached
+        assert_json_error(httpx.get(url, auth=("bj\u00f6rk", "wrong")), 401)
+        assert_json_error(httpx.get(url, headers={"authorization": "Basic !!!"}), 401)
+
+        done = flowlet("secrets", "set", "team", "-w", str(ws), "--type", "basic", "--user", "bj\u00f6rk",
+                       "--password-stdin", input="new-password\n")
+        assert done.returncode == 0, done.stderr
+        deadline = time.monotonic() + 5
+        while httpx.get(url, auth=good).status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert_json_error(httpx.get(url, auth=good), 401)
+        assert httpx.get(url, auth=("bj\u00f6rk", "new-password")).status_code == 200
+    assert "p\u00e4ss:word" not in srv.stderr and "new-password" not in srv.stderr

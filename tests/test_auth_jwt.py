@@ -813,3 +813,69 @@ def test_error_messages_and_reprs_never_show_key_material():
 
 def test_open_auth_constant():
     assert OPEN_AUTH == {"type": "none", "user": None, "claims": {}, "scopes": []}
+
+
+# ---- over HTTP, through the real server ---------------------------------------------------------------
+
+def test_jwt_auth_and_scopes_over_http(tmp_path):
+    import httpx
+
+    from conftest import assert_json_error, flowlet, make_workspace, run_server
+
+    ws = make_workspace(tmp_path, {
+        "flowlet.yaml": "name: shop\n",
+        "flows/orders.yaml": """
+            endpoint:
+              method: GET
+              path: "/orders/{id:int}"
+              auth:
+                type: jwt
+                secret: api
+                scope: {any: [admin, "orders:read"]}
+                token_cookie: session
+            respond: {body: {user: "=auth.user", scopes: "=auth.scopes", id: "=params.id"}}
+        """,
+        "flows/users.yaml": """
+            endpoint:
+              method: GET
+              path: "/users/{id:int}"
+              auth: {type: jwt, secret: api, scope_expr: "'admin' in scopes || claims.sub == string(params.id)"}
+            respond: {body: {ok: true}}
+        """,
+    })
+    done = flowlet("secrets", "set", "api", "-w", str(ws), "--type", "jwt", "--hs-key-stdin", input="k" * 32)
+    assert done.returncode == 0, done.stderr
+
+    def token(*args: str) -> str:
+        out = flowlet("token", "-w", str(ws), "--secret", "api", *args)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    reader, other = token("--sub", "7", "--scope", "orders:read"), token("--sub", "8", "--scope", "x")
+    with run_server(ws) as srv:
+        base = srv.url + "/api"
+        resp = httpx.get(base + "/orders/1", headers={"authorization": f"Bearer {reader}"})
+        assert resp.status_code == 200 and resp.json() == {"user": "7", "scopes": ["orders:read"], "id": 1}
+        resp = httpx.get(base + "/orders/1", headers={"cookie": f"session={reader}"})
+        assert resp.status_code == 200
+
+        resp = httpx.get(base + "/orders/1")
+        assert_json_error(resp, 401, "bearer token required")
+        assert resp.headers["www-authenticate"] == 'Bearer realm="shop"'
+        resp = httpx.get(base + "/orders/1", params={"access_token": reader})
+        assert resp.headers["www-authenticate"] == 'Bearer realm="shop"'
+
+        resp = httpx.get(base + "/orders/1", headers={"authorization": f"Bearer {other}"})
+        assert_json_error(resp, 403, "insufficient scope")
+        assert resp.headers["www-authenticate"] == 'Bearer realm="shop", error="insufficient_scope"'
+
+        assert httpx.get(base + "/users/7", headers={"authorization": f"Bearer {reader}"}).status_code == 200
+        assert_json_error(httpx.get(base + "/users/8", headers={"authorization": f"Bearer {reader}"}), 403)
+
+        for name in ("deep claims", "alg none", "huge int exp", "duplicate alg smuggling", "embedded jwk"):
+            bad = HOSTILE[name]() if name in HOSTILE else (
+                b64(b'{"alg":"none"}') + "." + b64(b'{"sub":"7","scope":"admin","exp":9999999999}') + ".")
+            resp = httpx.get(base + "/orders/1", headers={"authorization": f"Bearer {bad}"})
+            assert_json_error(resp, 401)
+            assert resp.headers["www-authenticate"] == 'Bearer realm="shop", error="invalid_token"'
+    assert reader not in srv.stderr and "k" * 32 not in srv.stderr

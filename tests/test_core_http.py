@@ -206,8 +206,9 @@ def test_raising_step_is_500_without_internals(server):
     assert "Traceback" not in r.text and "passwd" not in r.text
     rid = r.headers["x-request-id"]
     time.sleep(0.5)
-    log = server.stderr
-    assert "RuntimeError" in log and rid in log
+    records = [json.loads(l) for l in server.stderr.splitlines() if l.startswith("{")]
+    failure = [x for x in records if x.get("request_id") == rid and x["level"] == "error"]
+    assert len(failure) == 1 and "RuntimeError" in failure[0]["exc"] and "Traceback" in failure[0]["exc"]
     assert body == {"error": "internal error"}
 
 

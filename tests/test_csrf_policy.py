@@ -814,32 +814,33 @@ def test_wire_unprotected_flow_needs_no_token(wire):
 
 def test_wire_rotation_seen_without_restart_and_grace_applies(wire):
     import time as _time
+    from conftest import flowlet
     root = wire[0]
+
+    def rotate_csrf():                                 # the real command, another process
+        done = flowlet("secrets", "rotate-csrf", "-w", str(root))
+        assert done.returncode == 0, done.stderr
+
     with wire_client(wire) as old_client:
         _, old_token = fetch_token(old_client)
         before = stored_current_key(root)
-        from flowlet.secrets.store import open_store
-        store = open_store(root)
-        try:
-            rotate(store)
-            after = stored_current_key(root)
-            assert after != before
-            deadline = _time.monotonic() + 5
-            while True:                                # the server picks it up within ~2 s
-                with wire_client(wire) as c:
-                    r, token = fetch_token(c)
-                value = cookie_pair(r.headers["set-cookie"].encode())[1]
-                if b64url_decode(value) == hmac.new(after, token.encode(), hashlib.sha256).digest():
-                    break
-                assert _time.monotonic() < deadline, "server did not see the rotation"
-                _time.sleep(0.2)
-            # the old pair is still within grace
-            assert old_client.post("/api/things", headers={"X-CSRF-TOKEN": old_token}).status_code == 200
-            # a second rotation ends the first key at once
-            rotate(store)
-            deadline = _time.monotonic() + 5
-            while old_client.post("/api/things", headers={"X-CSRF-TOKEN": old_token}).status_code != 400:
-                assert _time.monotonic() < deadline, "first key still accepted after a second rotation"
-                _time.sleep(0.2)
-        finally:
-            store.close()
+        rotate_csrf()
+        after = stored_current_key(root)
+        assert after != before
+        deadline = _time.monotonic() + 5
+        while True:                                    # the server picks it up within ~2 s
+            with wire_client(wire) as c:
+                r, token = fetch_token(c)
+            value = cookie_pair(r.headers["set-cookie"].encode())[1]
+            if b64url_decode(value) == hmac.new(after, token.encode(), hashlib.sha256).digest():
+                break
+            assert _time.monotonic() < deadline, "server did not see the rotation"
+            _time.sleep(0.2)
+        # the old pair is still within grace
+        assert old_client.post("/api/things", headers={"X-CSRF-TOKEN": old_token}).status_code == 200
+        # a second rotation ends the first key at once
+        rotate_csrf()
+        deadline = _time.monotonic() + 5
+        while old_client.post("/api/things", headers={"X-CSRF-TOKEN": old_token}).status_code != 400:
+            assert _time.monotonic() < deadline, "first key still accepted after a second rotation"
+            _time.sleep(0.2)

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import json
 import logging
-import os
 import sqlite3
 import stat
 import subprocess

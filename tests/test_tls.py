@@ -174,6 +174,7 @@ def test_self_signed_rejects_a_bad_name(tmp_path):
 # ---- granian: TLS with HTTP/2 by ALPN -----------------------------------------------------------
 
 APP = '''
+import json
 
 async def app(scope, receive, send):
     if scope["type"] != "http":
@@ -191,7 +192,7 @@ from pathlib import Path
 from granian import Granian
 kw = {"ssl_protocol_min": sys.argv[4]} if len(sys.argv) > 4 else {}
 Granian("tlsapp:app", interface="asgi", address="127.0.0.1", port=int(sys.argv[1]),
-        ssl_cert=Path(sys.argv[2]), ssl_key=Path(sys.argv[3]), log_enabled=False, **kw).serve()
+        ssl_cert=Path(sys.argv[2]), ssl_key=Path(sys.argv[3]), **kw).serve()
 '''
 
 
@@ -208,12 +209,14 @@ class TlsServer:
         self.cert, key = ensure_self_signed(root, ["api.example.test"])
         self.port = free_port()
         self.url = f"https://localhost:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "run.py", str(self.port), str(self.cert), str(key), *extra],
-                                     cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.log = root / "granian.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen([sys.executable, "run.py", str(self.port), str(self.cert), str(key), *extra],
+                                         cwd=root, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"granian exited: {self.proc.stderr.read().decode(errors='replace')}")
+                raise RuntimeError(f"granian exited: {self.log.read_text(errors='replace')}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return

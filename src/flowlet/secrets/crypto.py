@@ -304,17 +304,3 @@ def signing_key(secret: JwtSecret) -> tuple[Any, str | None]:
         return key, key.thumbprint()
     raise KeyMaterialError(f"secret {secret.name!r} holds only verification keys and cannot sign "
                            "tokens; set it with --hs-key-stdin or --private-key")
-
-
-def verification_key(secret: JwtSecret) -> Any:
-    """The joserfc key (or key set) that verifies tokens of a PEM or shared-key secret."""
-    from joserfc.jwk import KeySet, OctKey
-
-    if secret.hs_key is not None:
-        return OctKey.import_key(secret.hs_key)
-    if secret.public_pem is not None or secret.private_pem is not None:
-        cls, key = _jwk_from_pem(secret.public_pem or secret.private_pem)
-        return cls.import_key(key.as_dict(private=False))
-    if secret.jwks is not None:
-        return KeySet.import_key_set(secret.jwks)
-    raise KeyMaterialError(f"secret {secret.name!r} has no key to verify with")

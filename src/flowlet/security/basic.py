@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import dataclasses
+import hashlib
 import hmac
 import logging
 import os
@@ -121,7 +122,8 @@ class _Verifier:
         self.name = name
         self.secrets = secrets
         self.clock = clock
-        self.key = os.urandom(32)          # per process: cache keys mean nothing elsewhere
+        # HMAC-SHA256 under a per-process random key (keyed once; copied per request)
+        self.mac = hmac.new(os.urandom(32), digestmod=hashlib.sha256)
         self.secret: Any = None
         self.cache: dict[bytes, tuple[float, dict]] = {}
         self.inflight: dict[bytes, asyncio.Future] = {}
@@ -214,7 +216,9 @@ class BasicPolicy:
         decoded = _decode(value) if "authorization" not in req.duplicates else None
         if decoded is None:
             raise self._fail(self._invalid)
-        key = hmac.digest(v.key, decoded.replace(b":", b"\0", 1), "sha256")
+        mac = v.mac.copy()
+        mac.update(decoded.replace(b":", b"\0", 1))      # user NUL password
+        key = mac.digest()
         entry = v.cache.get(key)
         if entry is not None:
             if entry[0] > v.clock():

@@ -241,13 +241,16 @@ def pin_key(key: Any, algorithms: tuple[str, ...], kid: str | None = None) -> Ve
 
 
 def import_pem(pem: bytes, *, private: bool = False) -> Any:
-    """A joserfc public key from a PEM public key, or from the public half of a private key."""
+    """A joserfc public key from a PEM public key or certificate, or a private key's public half."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
     from joserfc.jwk import ECKey, OKPKey, RSAKey
 
     if private:
         native = serialization.load_pem_private_key(pem, password=None).public_key()
+    elif b"-----BEGIN CERTIFICATE-----" in pem:
+        from cryptography import x509
+        native = x509.load_pem_x509_certificate(pem).public_key()
     else:
         native = serialization.load_pem_public_key(pem)
     public_pem = native.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -69,7 +69,7 @@ class FlowletApp:
         if req.secure:
             extra.extend(self.hsts)
         try:
-            status, headers, body = await self.pipeline(req, receive)
+            status, headers, body = await self.pipeline(req, receive, rid)
         except Exception:
             log.exception("unhandled error serving %s %s", req.method, req.path, extra={"request_id": rid})
             status, headers, body = 500, [JSON_CT], _INTERNAL
@@ -79,7 +79,7 @@ class FlowletApp:
         await send({"type": "http.response.body", "body": b"" if req.method == "HEAD" else body})
         self.access.record(req.method, req.path, status, started, rid, asyncio.get_running_loop())
 
-    async def pipeline(self, req: Request, receive) -> tuple[int, list, bytes]:
+    async def pipeline(self, req: Request, receive, rid: str = "") -> tuple[int, list, bytes]:
         """Route (404/405) -> CORS -> authentication (401) -> scope (403) -> CSRF (400)
         -> body (413/400) -> flow (504/500). Returns status, headers, body."""
         route, params, answer = self.route(req)
@@ -93,9 +93,14 @@ class FlowletApp:
             if route.csrf is not None:
                 route.csrf.check(req)
             body = await self.read_body(req, receive)
-            resp = await self.run_flow(route, req, params, auth, body)
+            resp = await self.run_flow(route, req, params, auth, body, rid)
         except HTTPError as exc:
             return exc.status, [JSON_CT, *exc.headers, *cors], error_body(exc.message)
+        except Exception:   # a bug, not the client's fault: log it, keep the CORS headers on the 500
+            log.exception("unhandled error serving %s %s", req.method, req.path, extra={"request_id": rid})
+            return 500, [JSON_CT, *cors], _INTERNAL
+        if cors and resp.headers:
+            return resp.status, _merge_vary(resp.headers, cors), resp.body
         return resp.status, [*resp.headers, *cors], resp.body
 
     def route(self, req: Request) -> tuple[Route | None, dict | None, tuple | None]:
@@ -145,8 +150,23 @@ class FlowletApp:
                 raise HTTPError(400, "invalid Content-Length")
             if int(declared) > self.limit:
                 raise HTTPError(413, f"request body larger than {self.limit} bytes")
-        chunks = []
-        size = 0
+            if declared == "0":
+                return None
+        elif "transfer-encoding" not in req.headers and req.scope.get("http_version") != "2":
+            return None                       # HTTP/1.x without either header: no body (RFC 9112 6.3)
+        message = await receive()             # usually the whole body; time out only when it is not
+        if message["type"] == "http.disconnect":
+            raise HTTPError(400, "client disconnected")
+        raw = message.get("body", b"")
+        if len(raw) > self.limit:
+            raise HTTPError(413, f"request body larger than {self.limit} bytes")
+        if message.get("more_body", False):
+            raw = await self._read_rest(receive, [raw], len(raw))
+        if not raw:
+            return None
+        return parse_body(raw, req.headers.get("content-type", ""))
+
+    async def _read_rest(self, receive, chunks: list[bytes], size: int) -> bytes:
         try:
             async with asyncio.timeout(self.timeout):
                 more = True
@@ -156,19 +176,19 @@ class FlowletApp:
                         raise HTTPError(400, "client disconnected")
                     chunk = message.get("body", b"")
                     more = message.get("more_body", False)
-                    if chunk:
-                        size += len(chunk)
-                        if size > self.limit:
-                            raise HTTPError(413, f"request body larger than {self.limit} bytes")
-                        chunks.append(chunk)
+                    size += len(chunk)
+                    if size > self.limit:
+                        raise HTTPError(413, f"request body larger than {self.limit} bytes")
+                    chunks.append(chunk)
         except TimeoutError:
             raise HTTPError(408, "request body not received in time") from None
-        if not size:
-            return None
-        return parse_body(b"".join(chunks), req.headers.get("content-type", ""))
+        return b"".join(chunks)
 
-    async def run_flow(self, route: Route, req: Request, params: dict, auth: dict, body: Any) -> Response:
+    async def run_flow(self, route: Route, req: Request, params: dict, auth: dict, body: Any,
+                       rid: str = "") -> Response:
         flow = route.flow
+        if flow.fixed is not None:
+            return flow.fixed
         env: dict[str, Any] = {"params": params, "body": body, "auth": auth}
         if "query" in flow.variables:
             env["query"] = req.query
@@ -176,18 +196,21 @@ class FlowletApp:
             env["request"] = {"method": req.method, "path": req.path, "headers": req.headers,
                               "query": req.query, "cookies": req.cookies}
         try:
+            if not flow.steps:                # expressions only: nothing to wait for
+                return await flow.run(env, self.ctx)
             async with asyncio.timeout(self.timeout):
                 return await flow.run(env, self.ctx)
         except TimeoutError:
-            log.warning("flow %s %s timed out after %ss", route.method, route.pattern.text, self.timeout)
+            log.warning("flow %s %s timed out after %ss", route.method, route.pattern.text, self.timeout,
+                        extra={"request_id": rid})
             raise HTTPError(504, "flow timed out") from None
         except HTTPError:
             raise
         except (StepFailed, ExprError) as exc:
-            log.error("flow %s %s failed: %s", route.method, route.pattern.text, exc)
+            log.error("flow %s %s failed: %s", route.method, route.pattern.text, exc, extra={"request_id": rid})
             raise HTTPError(500, "internal error") from None
         except Exception:
-            log.exception("flow %s %s raised", route.method, route.pattern.text)
+            log.exception("flow %s %s raised", route.method, route.pattern.text, extra={"request_id": rid})
             raise HTTPError(500, "internal error") from None
 
     # ---- lifespan ----------------------------------------------------------------------
@@ -206,6 +229,16 @@ class FlowletApp:
                 self.access.flush()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _merge_vary(headers: list, cors: list) -> list:
+    """One Vary header when both the flow and CORS set one."""
+    theirs = [v for k, v in headers if k == b"vary"]
+    ours = [v for k, v in cors if k == b"vary"]
+    if not theirs or not ours:
+        return [*headers, *cors]
+    merged = b", ".join(dict.fromkeys(p.strip() for v in theirs + ours for p in v.split(b",") if p.strip()))
+    return [*(h for h in headers if h[0] != b"vary"), *(h for h in cors if h[0] != b"vary"), (b"vary", merged)]
 
 
 def _reject_constant(name: str) -> Any:

@@ -44,10 +44,12 @@ class AccessLog:
         if not self.enabled:
             return
         ms = (time.perf_counter() - started) * 1000
+        # Paths are nearly always plain; only escape the ones that need it.
+        quoted = f'"{path}"' if path.isascii() and path.isprintable() and '"' not in path and "\\" not in path \
+            else json.dumps(path, ensure_ascii=False)
         self.lines.append(
             f'{{"ts":{time.time():.3f},"level":"info","logger":"flowlet.access","method":"{method}",'
-            f'"path":{json.dumps(path, ensure_ascii=False)},"status":{status},"duration_ms":{ms:.3f},'
-            f'"request_id":"{request_id}"}}\n')
+            f'"path":{quoted},"status":{status},"duration_ms":{ms:.3f},"request_id":"{request_id}"}}\n')
         if not self._scheduled:
             self._scheduled = True
             loop.call_later(0.2, self.flush)
