@@ -159,10 +159,14 @@ class _Verifier:
         cache = self.cache
         if len(cache) >= CACHE_MAX:
             now = self.clock()
-            for k in [k for k, (expires, _) in cache.items() if expires <= now]:
-                del cache[k]
+            for k, (expires, _) in list(cache.items()):     # list(): another thread may insert
+                if expires <= now:
+                    cache.pop(k, None)
             while len(cache) >= CACHE_MAX:
-                del cache[next(iter(cache))]
+                try:
+                    cache.pop(next(iter(cache)), None)
+                except (StopIteration, RuntimeError):
+                    break
         cache[key] = (self.clock() + CACHE_TTL, auth)
 
 
@@ -249,7 +253,7 @@ class BasicPolicy:
                 log.exception("basic auth: verification failed unexpectedly (secret %r)", v.name)
             finally:
                 if v.inflight.get(key) is pending:
-                    del v.inflight[key]
+                    v.inflight.pop(key, None)
                 if not pending.done():
                     pending.set_result(ok)
         if not ok:

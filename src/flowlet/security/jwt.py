@@ -567,7 +567,7 @@ class _Verifier:
         if entry is not None:
             if self.clock() < entry[0]:
                 return entry[1]
-            del self.cache[key]
+            self.cache.pop(key, None)
         return await self._verify_slow(token, key, secret)
 
     async def _verify_slow(self, token: str, key: bytes, secret: Any) -> dict:
@@ -600,10 +600,14 @@ class _Verifier:
         cache = self.cache
         if len(cache) >= CACHE_MAX:
             now = self.clock()
-            for k in [k for k, (end, _) in cache.items() if end <= now]:
-                del cache[k]
+            for k, (end, _) in list(cache.items()):     # list(): another thread may insert
+                if end <= now:
+                    cache.pop(k, None)
             while len(cache) >= CACHE_MAX:
-                del cache[next(iter(cache))]
+                try:
+                    cache.pop(next(iter(cache)), None)
+                except (StopIteration, RuntimeError):
+                    break
         cache[key] = (until, auth)
 
 

@@ -80,7 +80,7 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
             raise m.error(f"'domain' must be a host name such as example.com; got {domain!r}", "domain")
 
     csrf = parse_csrf_settings(_sub(m, "csrf"))
-    hsts = parse_hsts_settings(_sub(m, "hsts"))
+    hsts = parse_hsts_settings(m["hsts"] if m.get("hsts") is False else _sub(m, "hsts"))  # false: no HSTS
 
     limits = _sub(m, "limits")
     body_bytes, timeout_s = 1048576, 30.0
