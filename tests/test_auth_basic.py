@@ -301,7 +301,7 @@ def test_verification_runs_off_the_event_loop():
         task.cancel()
         return elapsed
     elapsed = run(scenario())
-    assert elapsed > 0.03 and ticks >= elapsed / 0.005 * 0.3    # the loop kept running meanwhile
+    assert elapsed > 0.03 and ticks >= 3        # the loop kept running meanwhile (blocked: 0 or 1)
 
 
 def test_unknown_user_costs_a_verification_too():

@@ -7,7 +7,6 @@ import base64
 import http.server
 import json
 import threading
-import time
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -725,6 +724,24 @@ def test_server_never_fetches_a_url_named_by_the_token(jwks_server):
     assert jwks_server.hits == []
 
 
+def test_key_dropped_from_the_url_set_also_ends_cached_tokens(jwks_server):
+    k1, k2 = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    jwks_server.jwks = _ec_jwks(("one", k1), ("two", k2))
+    pol, mono = _url_policy(jwks_server)
+    old = _sign(k1, "ES256", header={"kid": "one"})
+
+    async def scenario():
+        await pol.authenticate(bearer(old))
+        jwks_server.jwks = _ec_jwks(("two", k2))
+        mono.now += 31
+        with pytest.raises(HTTPError):          # unknown kid: refresh, still unknown
+            await pol.authenticate(bearer(_sign(k2, "ES256", header={"kid": "three"})))
+        with pytest.raises(HTTPError):          # the cached token of the dropped key is gone too
+            await pol.authenticate(bearer(old))
+    run(scenario())
+    assert len(jwks_server.hits) == 2
+
+
 # ---- the auth: block -------------------------------------------------------------------------------------
 
 def auth_block(text: str):
@@ -879,3 +896,4 @@ def test_jwt_auth_and_scopes_over_http(tmp_path):
             assert_json_error(resp, 401)
             assert resp.headers["www-authenticate"] == 'Bearer realm="shop", error="invalid_token"'
     assert reader not in srv.stderr and "k" * 32 not in srv.stderr
+

@@ -30,7 +30,7 @@ import re
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from flowlet.errors import HTTPError
@@ -149,8 +149,8 @@ class VerifyKey:
     """One verification key and the algorithms it may verify (name -> joserfc algorithm)."""
 
     kid: str | None
-    key: Any
-    algs: dict
+    key: Any = field(repr=False)
+    algs: dict = field(repr=False)
 
 
 class KeySet:
@@ -182,6 +182,9 @@ class KeySet:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def __repr__(self) -> str:   # key ids and algorithms only, never key material
+        return "KeySet(" + ", ".join(f"{k.kid or '-'}:{'/'.join(k.algs)}" for k in self.keys) + ")"
 
 
 def _jws_models() -> dict:
@@ -553,6 +556,8 @@ class _Verifier:
                         self.name, _short(exc))
             return
         if url == self.url:
+            if self.fetched is not None and keys != self.fetched:
+                self.cache.clear()      # a key the issuer dropped must stop working for cached tokens too
             self.fetched, self.keyset, self.fetched_at = keys, keyset, self.monotonic()
             self.problem = None
 
