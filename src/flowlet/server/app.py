@@ -245,6 +245,23 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _parse_int(text: str) -> int:
+    # Expressions work on 64-bit integers (CEL): larger ones are refused here, as bad input.
+    if len(text) > 20:
+        raise ValueError("integer out of range")
+    value = int(text)
+    if not -(2**63) <= value < 2**63:
+        raise ValueError("integer out of range")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")
+    return value
+
+
 def parse_body(raw: bytes, content_type: str) -> Any:
     """SPEC 6: JSON for application/json and application/*+json, a map for forms, else text."""
     ctype = content_type.split(";", 1)[0].strip().lower()
@@ -255,7 +272,8 @@ def parse_body(raw: bytes, content_type: str) -> Any:
         raise HTTPError(400, "request body is not valid UTF-8") from None
     if is_json:
         try:
-            return json.loads(text, parse_constant=_reject_constant)
+            return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int,
+                              parse_float=_parse_float)
         except (ValueError, RecursionError):
             raise HTTPError(400, "request body is not valid JSON") from None
     if ctype == "application/x-www-form-urlencoded":
