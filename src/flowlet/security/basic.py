@@ -38,6 +38,7 @@ from argon2 import Parameters, PasswordHasher, extract_parameters
 
 from flowlet.errors import HTTPError
 from flowlet.http import Request
+from flowlet.security.expiring import remember
 from flowlet.security.scopes import quote_realm
 
 log = logging.getLogger("flowlet.auth")
@@ -156,18 +157,8 @@ class _Verifier:
         return _verify(self.hasher, phc, password)
 
     def remember(self, key: bytes, auth: dict) -> None:
-        cache = self.cache
-        if len(cache) >= CACHE_MAX:
-            now = self.clock()
-            for k, (expires, _) in list(cache.items()):     # list(): another thread may insert
-                if expires <= now:
-                    cache.pop(k, None)
-            while len(cache) >= CACHE_MAX:
-                try:
-                    cache.pop(next(iter(cache)), None)
-                except (StopIteration, RuntimeError):
-                    break
-        cache[key] = (self.clock() + CACHE_TTL, auth)
+        now = self.clock()
+        remember(self.cache, key, now + CACHE_TTL, auth, limit=CACHE_MAX, now=now)
 
 
 def _verify(hasher: PasswordHasher, phc: str, password: str) -> bool:

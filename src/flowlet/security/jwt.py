@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable
 
 from flowlet.errors import HTTPError
 from flowlet.http import Request
+from flowlet.security.expiring import remember
 from flowlet.security.scopes import www_authenticate_bearer
 
 log = logging.getLogger("flowlet.auth")
@@ -602,18 +603,7 @@ class _Verifier:
         return auth
 
     def _remember(self, key: bytes, until: float, auth: dict) -> None:
-        cache = self.cache
-        if len(cache) >= CACHE_MAX:
-            now = self.clock()
-            for k, (end, _) in list(cache.items()):     # list(): another thread may insert
-                if end <= now:
-                    cache.pop(k, None)
-            while len(cache) >= CACHE_MAX:
-                try:
-                    cache.pop(next(iter(cache)), None)
-                except (StopIteration, RuntimeError):
-                    break
-        cache[key] = (until, auth)
+        remember(self.cache, key, until, auth, limit=CACHE_MAX, now=self.clock())
 
 
 def _short(exc: BaseException) -> str:

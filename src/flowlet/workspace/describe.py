@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flowlet.workspace.loader import Workspace
-
-
-def _auth(cfg: Any) -> dict | None:
-    if cfg is None or getattr(cfg, "type", "none") == "none":
-        return None
-    out = {"type": cfg.type, "secret": getattr(cfg, "secret", None)}
-    for key in ("scope", "scope_expr", "token_cookie"):
-        value = getattr(cfg, key, None)
-        if value is not None:
-            out[key] = value
-    return out
 
 
 def describe_routes(ws: Workspace) -> dict:
@@ -27,7 +14,7 @@ def describe_routes(ws: Workspace) -> dict:
                 "method": method,
                 "path": entry.full_path,
                 "file": f"{r.file}:{r.line}",
-                "auth": _auth(r.auth_config),
+                "auth": r.auth_config.describe() if r.auth_config is not None else None,
                 "csrf": r.csrf_required,
                 "cors": r.cors is not None,
                 "description": r.description,
