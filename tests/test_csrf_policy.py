@@ -267,11 +267,20 @@ def test_key_is_created_once_and_shared_by_workers():
     policy_b.check(request([("X-CSRF-TOKEN", token), ("cookie", f"csrf={cookie}")]))
 
 
-def test_check_alone_does_not_create_a_key():
+def test_check_with_no_key_anywhere_refuses():
     store = FakeStore()
     policy = CsrfPolicy(CsrfSettings(), CsrfKeys(FakeView(store), store), None)
     assert refused(policy, request([("X-CSRF-TOKEN", "a" * 43), ("cookie", "csrf=" + "b" * 43)]))
-    assert store.keys == {}
+
+
+def test_key_created_by_another_server_is_used_before_the_view_catches_up():
+    store = FakeStore()
+    issuer = CsrfKeys(FakeView(store), store)
+    token = "t" * 43
+    cookie = issuer.sign(token)                 # another server creates the key and signs
+    stale_view = type("Stale", (), {"get_key": lambda self, name: None})()
+    policy = CsrfPolicy(CsrfSettings(), CsrfKeys(stale_view, store), None)
+    policy.check(request([("X-CSRF-TOKEN", token), ("cookie", f"csrf={cookie}")]))
 
 
 def test_keys_repr_shows_no_key_material(world):

@@ -251,7 +251,9 @@ class CsrfKeys:
 
         Both strings must already be checked to be short base64url (ASCII).
         """
-        state = self.state()
+        # create=True: before this worker's view has seen the key another worker or server
+        # created, the store is asked once (and returns that key) instead of refusing.
+        state = self.state(create=True)
         if state is None:
             return None
         raw = token.encode("ascii")
