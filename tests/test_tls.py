@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from flowlet.errors import ConfigError
-from flowlet.server.tls import HstsSettings, ensure_self_signed, hsts_header, parse_hsts_settings
+from flowlet.security.hsts import HstsSettings, hsts_header, parse_hsts_settings
+from flowlet.server.tls import ensure_self_signed
 from flowlet.workspace.source import load_yaml
 
 

@@ -18,7 +18,7 @@ from flowlet.flows.steps import RunContext, StepFailed
 from flowlet.http import Request
 from flowlet.security.auth import OPEN_AUTH
 from flowlet.server.log import AccessLog
-from flowlet.server.tls import hsts_header
+from flowlet.security.hsts import hsts_header
 from flowlet.workspace.loader import Route, Workspace
 
 log = logging.getLogger("flowlet.server")

@@ -32,7 +32,7 @@ class Settings:
     api_prefix: str
     domain: str | None
     csrf: Any            # flowlet.security.csrf.CsrfSettings
-    hsts: Any            # flowlet.server.tls.HstsSettings
+    hsts: Any            # flowlet.security.hsts.HstsSettings
     body_bytes: int
     timeout_s: float
     store: str
@@ -41,7 +41,7 @@ class Settings:
 
 def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
     from flowlet.security.csrf import parse_csrf_settings
-    from flowlet.server.tls import parse_hsts_settings
+    from flowlet.security.hsts import parse_hsts_settings
 
     path = root / "flowlet.yaml"
     if not path.is_file():
