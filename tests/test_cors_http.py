@@ -4,7 +4,6 @@ shows, must answer what the doc shows; plus the wire rules the doc only mentions
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import shutil
 import subprocess
@@ -13,25 +12,20 @@ from pathlib import Path
 import httpx
 import pytest
 
+import doccheck
 from conftest import ROOT, flowlet, run_server
 
 DOC = ROOT / "docs" / "cors.md"
 DOC_URL = "http://localhost:8080"
-_FENCE = re.compile(r"```(\w*)\n(.*?)```", re.S)
 
 
 def doc_blocks() -> list[tuple[str, str]]:
-    return [(m.group(1), m.group(2)) for m in _FENCE.finditer(DOC.read_text())]
+    return [(b.lang, b.text) for b in doccheck.blocks(DOC.read_text())]
 
 
 def doc_workspace() -> dict[str, str]:
-    """The ```yaml blocks whose first line is ``# file: NAME``."""
-    files = {}
-    for lang, text in doc_blocks():
-        first, _, _ = text.partition("\n")
-        if lang == "yaml" and first.startswith("# file: "):
-            files[first[len("# file: "):].strip()] = text
-    return files
+    """The blocks whose first line is ``# file: NAME`` (the docs' shared convention)."""
+    return doccheck.parse_doc(DOC).files
 
 
 def doc_examples(command: str) -> list[tuple[str, str]]:
@@ -47,15 +41,8 @@ CHECK_EXAMPLES = doc_examples("flowlet check ")
 
 def parse_http(text: str) -> tuple[int, list[tuple[str, str]], str]:
     """Status code, headers (lower-case names) and body of ``curl -i`` style text."""
-    text = text.replace("\r\n", "\n")
-    head, _, body = text.partition("\n\n")
-    lines = head.strip("\n").split("\n")
-    status = int(lines[0].split()[1])
-    headers = []
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers.append((name.strip().lower(), value.strip()))
-    return status, headers, body.strip()
+    status, headers, body = doccheck.split_http(text)
+    return int(status.split()[1]), headers, body.strip()
 
 
 def cors_part(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
