@@ -382,16 +382,27 @@ def test_cookie_equal_to_token_refused(issued):
     assert refused(world.policy, request(world.headers(token, token)))
 
 
-def test_duplicate_cookies_refused(issued):
+def test_planted_second_cookie_does_not_lock_out_the_real_pair(issued):
+    # cookie tossing: a sibling subdomain plants csrf=... with Domain=; the browser sends both
+    world, token, cookie = issued
+    _, planted_cookie = world.issue()
+    world.policy.check(request([(world.settings.header, token),
+                                ("cookie", f"csrf={planted_cookie}; csrf={cookie}")]))
+    world.policy.check(request([(world.settings.header, token), ("cookie", f"csrf={cookie}"),
+                                ("cookie", f"csrf=garbage!")]))
+
+
+def test_duplicate_cookies_none_matching_refused(issued):
+    world, token, _ = issued
+    _, other = world.issue()
+    assert refused(world.policy, request([(world.settings.header, token),
+                                          ("cookie", f"csrf={other}; csrf={other[::-1]}")]))
+
+
+def test_many_cookies_of_the_name_refused(issued):
     world, token, cookie = issued
     assert refused(world.policy, request([(world.settings.header, token),
-                                          ("cookie", f"csrf={cookie}; csrf={cookie}")]))
-
-
-def test_duplicate_cookies_in_two_cookie_headers_refused(issued):
-    world, token, cookie = issued
-    assert refused(world.policy, request([(world.settings.header, token), ("cookie", f"csrf={cookie}"),
-                                          ("cookie", f"csrf={cookie}")]))
+                                          ("cookie", "; ".join([f"csrf={cookie}"] * 5))]))
 
 
 def test_duplicate_headers_refused(issued):

@@ -15,6 +15,7 @@ class Request:
 
     __slots__ = ("scope", "method", "path", "headers", "duplicates", "_cookies", "_dup_cookies",
                  "_query", "secure")
+    # _dup_cookies: name -> every value sent, in order, for names sent more than once
 
     def __init__(self, scope: dict):
         self.scope = scope
@@ -33,7 +34,7 @@ class Request:
         self.duplicates: frozenset[str] = frozenset(dups) if dups else frozenset()
         self.secure: bool = scope.get("scheme") == "https"
         self._cookies: dict[str, str] | None = None
-        self._dup_cookies: frozenset[str] = frozenset()
+        self._dup_cookies: dict[str, list[str]] = {}
         self._query: dict[str, str] | None = None
 
     @property
@@ -43,15 +44,23 @@ class Request:
         return self._cookies  # type: ignore[return-value]
 
     @property
-    def duplicate_cookies(self) -> frozenset[str]:
-        """Cookie names that appeared more than once in the Cookie header(s)."""
+    def duplicate_cookies(self) -> dict[str, list[str]]:
+        """Cookie names that appeared more than once in the Cookie header(s), with every value."""
         if self._cookies is None:
             self._parse_cookies()
         return self._dup_cookies
 
+    def cookie_values(self, name: str) -> list[str]:
+        """Every value sent for cookie ``name``, in the order sent (usually one, or none)."""
+        many = self.duplicate_cookies.get(name)
+        if many is not None:
+            return many
+        value = self.cookies.get(name)
+        return [] if value is None else [value]
+
     def _parse_cookies(self) -> None:
         cookies: dict[str, str] = {}
-        dups: set[str] = set()
+        dups: dict[str, list[str]] = {}
         raw = self.headers.get("cookie", "")
         if "cookie" in self.duplicates:
             raw = "; ".join(v.decode("latin-1") for k, v in self.scope["headers"] if k.lower() == b"cookie")
@@ -59,14 +68,14 @@ class Request:
             name, sep, value = part.strip().partition("=")
             if not sep or not name:
                 continue
-            if name in cookies:
-                dups.add(name)
             value = value.strip()
             if len(value) >= 2 and value[0] == value[-1] == '"':
                 value = value[1:-1]
+            if name in cookies:
+                dups.setdefault(name, [cookies[name]]).append(value)
             cookies[name] = value
         self._cookies = cookies
-        self._dup_cookies = frozenset(dups)
+        self._dup_cookies = dups
 
     @property
     def query(self) -> dict[str, str]:

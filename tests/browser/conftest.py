@@ -70,7 +70,8 @@ class _PageHandler(http.server.BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         self.request.settimeout(10)
-        self.request.do_handshake()        # in this handler's thread, never in the accept loop
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.do_handshake()    # in this handler's thread, never in the accept loop
         super().setup()
 
     def do_GET(self) -> None:
@@ -99,16 +100,18 @@ class _PageHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class _TlsPageServer(http.server.ThreadingHTTPServer):
+class _PageServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, ctx: ssl.SSLContext):
+    def __init__(self, ctx: ssl.SSLContext | None):
         super().__init__(("127.0.0.1", 0), _PageHandler)
         self.ctx = ctx
 
     def get_request(self):
         sock, addr = self.socket.accept()
+        if self.ctx is None:
+            return sock, addr
         return self.ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
 
     def handle_error(self, request, client_address) -> None:
@@ -118,9 +121,10 @@ class _TlsPageServer(http.server.ThreadingHTTPServer):
 @dataclass(frozen=True)
 class StaticSite:
     port: int
+    scheme: str = "https"
 
     def origin(self, host: str) -> str:
-        return f"https://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     @property
     def trusted(self) -> str:
@@ -135,19 +139,30 @@ class StaticSite:
         return self.origin(SIBLING_HOST)
 
 
-@pytest.fixture(scope="session")
-def static_site(tls_files):
-    cert, key = tls_files
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    server = _TlsPageServer(ctx)
+def _serve_pages(ctx: ssl.SSLContext | None, scheme: str):
+    server = _PageServer(ctx)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     try:
-        yield StaticSite(server.server_address[1])
+        yield StaticSite(server.server_address[1], scheme)
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def static_site(tls_files):
+    """The HTTPS origins: app.example.test (trusted), evil.test, evil.example.test."""
+    cert, key = tls_files
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    yield from _serve_pages(ctx, "https")
+
+
+@pytest.fixture(scope="session")
+def plain_site():
+    """The same pages over plain HTTP, for http://localhost development checks."""
+    yield from _serve_pages(None, "http")
 
 
 # ---- the browser ----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 pytestmark = pytest.mark.browser
 
@@ -28,8 +29,8 @@ SCREENSHOT = ROOT / "docs" / "browser-demo.png"
 
 
 def _root_helpers():
-    """tests/conftest.py's helpers (run_server, make_workspace, flowlet), loaded by path: the
-    module name ``conftest`` is ambiguous once this folder's conftest is imported too."""
+    """tests/conftest.py's helpers (run_server, make_workspace, flowlet), loaded by path so
+    that this works whatever pytest's import mode (``conftest`` names two modules here)."""
     spec = importlib.util.spec_from_file_location("flowlet_tests_root_helpers", ROOT / "tests" / "conftest.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -320,6 +321,15 @@ def test_preflighted_put_with_custom_header_from_trusted_origin(context, api, st
     assert r.get("status") == 200, r
     assert r["body"] == {"method": "PUT", "foo": "", "bar": "b", "changes": {"n": 1}}
 
+    # errors carry the CORS headers too: a body over limits.body_bytes is a readable 413,
+    # even though the server answers before reading it (HTTP/2 stream ended early)
+    big = page.evaluate("""async (url) => {
+        const r = await fetch(url, {method: 'PUT', headers: {'Content-Type': 'application/json', 'X-Bar': 'b'},
+                                    body: 'x'.repeat(2 * 1024 * 1024)});
+        return {status: r.status, body: await r.json()};
+    }""", api.url("/api/items"))
+    assert big == {"status": 413, "body": {"error": "request body larger than 1048576 bytes"}}
+
     hostile = open_page(context, static_site.hostile)
     assert_blocked(fetch(hostile, api.url("/api/items"), method="PUT",
                          headers={"Content-Type": "application/json", "X-Bar": "b"}, body="{}"))
@@ -355,6 +365,12 @@ def test_csrf_from_trusted_origin_with_credentials(context, api, static_site):
     assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert cookie["value"] != token          # the cookie is a keyed hash of the token
     assert page.evaluate("document.cookie") == ""
+    # other cookies of the API host travel along (over HTTP/2 a browser may send the Cookie
+    # header in pieces); the server must still find the CSRF cookie among them
+    context.add_cookies([
+        {"name": "theme", "value": "dark", "domain": "api.example.test", "path": "/", "secure": True},
+        {"name": "session", "value": "x" * 40, "domain": "api.example.test", "path": "/api", "secure": True},
+    ])
 
     ok = post_note(page, api, token, body={"text": "from the app"})
     assert ok.get("status") == 201, ok
@@ -408,20 +424,45 @@ def test_csrf_hostile_site_cannot_post(context, api, static_site):
     assert api.count() == before + 1
 
 
+def plant_cookie_from_sibling(context, static_site, api: Api) -> str:
+    """evil.example.test gets a genuine (token, cookie) pair from the server (anyone can: it is
+    a plain GET) and plants the cookie for the whole site with ``Domain=example.test``.
+    Returns the attacker's token."""
+    r = httpx.get(api.server.url + "/api/csrf", verify=False, timeout=10)
+    token, cookie = r.json()["token"], r.cookies["csrf"]
+    sibling = open_page(context, static_site.sibling)
+    sibling.evaluate("""(c) => { document.cookie =
+        'csrf=' + c + '; Domain=example.test; Path=/api; Secure; SameSite=Strict; Max-Age=3600'; }""", cookie)
+    planted = [c for c in context.cookies() if c["name"] == "csrf" and c["domain"] == ".example.test"]
+    assert planted and planted[0]["value"] == cookie, context.cookies()
+    return token
+
+
 def test_csrf_hostile_sibling_subdomain_cannot_post(context, api, static_site):
-    """evil.example.test is the same *site*: the SameSite=Strict cookie is sent along. The
-    custom header (needs a preflight CORS refuses) and the Origin check still stop it."""
+    """evil.example.test is the same *site*: SameSite=Strict cookies are sent along, and it
+    can even plant a cookie for example.test. The custom header (it needs a preflight that
+    CORS refuses) and the Origin check still stop it."""
     app = open_page(context, static_site.trusted)
     victim_token = csrf_token(app, api)
+    attacker_token = plant_cookie_from_sibling(context, static_site, api)
     before = api.count()
 
     sibling = open_page(context, static_site.sibling)
     assert_blocked(fetch(sibling, api.url("/api/csrf"), credentials="include"))
-    assert_blocked(post_note(sibling, api, victim_token))
+    for token in (victim_token, attacker_token):
+        assert_blocked(post_note(sibling, api, token))
     r = fetch(sibling, api.url("/api/notes"), method="POST", mode="no-cors", credentials="include",
               headers={"Content-Type": "text/plain"}, body='{"text": "sibling"}')
     assert r.get("type") == "opaque", r
     assert api.count() == before
+
+
+def test_planted_cookie_does_not_lock_out_the_app(context, api, static_site):
+    app = open_page(context, static_site.trusted)
+    plant_cookie_from_sibling(context, static_site, api)
+    token = csrf_token(app, api)                      # even a fresh token from the real app
+    r = post_note(app, api, token)
+    assert r.get("status") == 201, r
 
 
 def _seed_snippet(api: Api) -> str:
@@ -484,6 +525,63 @@ def test_seed_csrf_snippet_from_app_origin_needs_credentials_include(context, ap
     assert api.count() == before + 1
 
 
+def test_csrf_cookie_with_domain_setting(context, static_site, tls_files, tmp_path):
+    """``domain: example.test`` in flowlet.yaml: the browser accepts ``Domain=example.test``
+    from api.example.test and the protected call works as before."""
+    files = workspace_files(static_site.trusted)
+    files = {k: files[k] for k in ("functions/__init__.py", "functions/counter.py", "flows/notes-post.yaml")}
+    files["flowlet.yaml"] = f"name: {REALM}\ndomain: example.test\n"
+    root = make_workspace(tmp_path, files)
+    cert, key = tls_files
+    with run_server(root, "--tls-cert", str(cert), "--tls-key", str(key)) as server:
+        api = Api(root, server, "https://api.example.test:" + server.url.rsplit(":", 1)[1], {})
+        page = open_page(context, static_site.trusted)
+        token = csrf_token(page, api)
+        (cookie,) = [c for c in context.cookies() if c["name"] == "csrf"]
+        assert cookie["domain"] == ".example.test" and cookie["path"] == "/api"
+        assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        r = post_note(page, api, token)
+        assert r.get("status") == 201 and r["body"]["count"] == 1, r
+        assert post_note(page, api, None)["body"] == CSRF_ERROR
+
+
+def _notes_only_workspace(tmp_path: Path, trusted: str) -> Path:
+    files = workspace_files(trusted)
+    files = {k: files[k] for k in ("flowlet.yaml", "functions/__init__.py", "functions/counter.py",
+                                   "flows/notes-post.yaml")}
+    return make_workspace(tmp_path, files)
+
+
+def run_demo_page(page, url: str) -> list[list[str]]:
+    page.goto(url)
+    page.wait_for_selector("body[data-state=done]")
+    return page.eval_on_selector_all("[data-step]", "els => els.map(e => [e.dataset.step, e.dataset.result])")
+
+
+def test_plain_http_localhost_development(context, plain_site, tmp_path):
+    """docs/csrf.md: browsers treat http://localhost as secure, so the Secure cookie works
+    without TLS -- as long as page and API use the same host name. A page on localhost calling
+    the API as 127.0.0.1 is another *site*: the SameSite=Strict cookie is never stored, and
+    every protected call is refused although CORS allows the page."""
+    page_port = plain_site.port
+    root = _notes_only_workspace(tmp_path, f"http://localhost:{page_port}, http://127.0.0.1:{page_port}")
+    with run_server(root) as server:
+        api_port = server.url.rsplit(":", 1)[1]
+        for host in ("localhost", "127.0.0.1"):
+            page = context.new_page()
+            steps = run_demo_page(page, f"http://{host}:{page_port}/index.html?api=http://{host}:{api_port}")
+            assert steps == [["csrf", "pass"], ["post", "pass"], ["no-token", "pass"]], (host, steps)
+            (cookie,) = [c for c in context.cookies() if c["name"] == "csrf"]
+            assert cookie["domain"] == host and cookie["secure"] and cookie["sameSite"] == "Strict"
+            context.clear_cookies()
+
+        page = context.new_page()
+        steps = run_demo_page(page, f"http://localhost:{page_port}/index.html?api=http://127.0.0.1:{api_port}")
+        assert steps == [["csrf", "pass"], ["post", "fail"], ["no-token", "pass"]], steps
+        assert "CSRF token missing or invalid" in page.inner_text("[data-step=post]")
+        assert [c for c in context.cookies() if c["name"] == "csrf"] == []
+
+
 # ---- JWT ----------------------------------------------------------------------------------------------
 
 def test_jwt_in_authorization_header_needs_no_credentials_mode(context, api, static_site):
@@ -523,19 +621,32 @@ def test_jwt_from_cookie_with_credentials_include(context, api, static_site):
 # ---- Basic ---------------------------------------------------------------------------------------------
 
 def test_basic_challenge_seen_by_the_browser(context, api):
+    challenge = f'Basic realm="{REALM}", charset="UTF-8"'
+    # a navigation: the browser receives the 401 and its challenge (headless Chromium has no
+    # login dialog, so the navigation itself then ends in ERR_INVALID_AUTH_CREDENTIALS)
     page = context.new_page()
-    resp = page.goto(api.url("/api/private"))
-    assert resp.status == 401
-    assert resp.headers["www-authenticate"] == f'Basic realm="{REALM}", charset="UTF-8"'
-    # the same answer through fetch on the API's own origin, headers readable
-    r = fetch(page, api.url("/api/private"))
+    with page.expect_response(api.url("/api/private")) as answer:
+        try:
+            page.goto(api.url("/api/private"))
+        except PlaywrightError as exc:
+            assert "ERR_INVALID_AUTH_CREDENTIALS" in str(exc)
+    assert answer.value.status == 401
+    assert answer.value.headers["www-authenticate"] == challenge
+
+    # fetch on the API's own origin. credentials: 'omit' keeps the browser from answering the
+    # challenge itself: with the default mode a same-origin 401 Basic opens the login dialog
+    # (and in headless Chromium the fetch then never settles)
+    page = context.new_page()
+    assert page.goto(api.url("/api/count")).status == 200
+    r = fetch(page, api.url("/api/private"), credentials="omit")
     assert r.get("status") == 401, r
-    assert r["headers"]["www-authenticate"] == f'Basic realm="{REALM}", charset="UTF-8"'
+    assert r["headers"]["www-authenticate"] == challenge
+    assert r["body"]["error"]
     # an Authorization header the page builds itself: UTF-8 bytes, base64 (RFC 7617)
     ok = page.evaluate("""async ([url, user, pass]) => {
         const bytes = new TextEncoder().encode(user + ':' + pass);
         const b64 = btoa(String.fromCharCode(...bytes));
-        const r = await fetch(url, {headers: {Authorization: 'Basic ' + b64}});
+        const r = await fetch(url, {credentials: 'omit', headers: {Authorization: 'Basic ' + b64}});
         return {status: r.status, body: await r.json()};
     }""", [api.url("/api/private"), BASIC_USER, BASIC_PASSWORD])
     assert ok == {"status": 200, "body": {"hello": BASIC_USER}}
@@ -575,3 +686,5 @@ def test_demo_page_fetches_a_token_and_calls_the_protected_endpoint(context, api
     if os.environ.get("FLOWLET_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(shot, SCREENSHOT)
     assert SCREENSHOT.exists(), "run with FLOWLET_UPDATE_SCREENSHOT=1 to write docs/browser-demo.png"
+
+

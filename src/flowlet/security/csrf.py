@@ -36,6 +36,7 @@ log = logging.getLogger("flowlet.csrf")
 ERROR_MESSAGE = "CSRF token missing or invalid"
 KEY_NAME = "csrf-keys"          # the store's internal key record (one JSON blob)
 TOKEN_BYTES = 32
+MAX_COOKIES = 4                  # cookies of the CSRF name tried at most (each costs an HMAC)
 MAX_TOKEN_CHARS = 128           # T and C are 43 characters; anything longer is refused unread
 
 DEFAULT_COOKIE = "csrf"
@@ -325,19 +326,29 @@ class CsrfPolicy:
         token = headers.get(self.header)
         if not token:
             return "CSRF header missing or empty"
-        cookie_name = self.cookie
-        if cookie_name in req.duplicate_cookies:
-            return "CSRF cookie sent more than once"
-        cookie = req.cookies.get(cookie_name)
-        if not cookie:
+        # Usually one cookie. Several of that name (one planted by a sibling subdomain with
+        # Domain=, or with another Path) are not refused outright, or a hostile sibling could
+        # lock the real front end out: any one that is the keyed hash of the header will do.
+        # A planted cookie cannot help an attacker, who still cannot send the header.
+        values = req.cookie_values(self.cookie)
+        if not any(values):
             return "CSRF cookie missing or empty"
-        if len(token) > MAX_TOKEN_CHARS or len(cookie) > MAX_TOKEN_CHARS:
+        if len(values) > MAX_COOKIES:
+            return "CSRF cookie sent too many times"
+        if len(token) > MAX_TOKEN_CHARS:
             return "CSRF header or cookie too long"
-        if not (_B64URL_RE.fullmatch(token) and _B64URL_RE.fullmatch(cookie)):
+        if not _B64URL_RE.fullmatch(token):
             return "CSRF header or cookie is not base64url"
-        if self.keys.verify(token, cookie, grace_s=self.grace_s, now=self.clock()) is None:
-            return "CSRF cookie does not match the header under a valid key"
-        return None
+        candidates = [c for c in values if len(c) <= MAX_TOKEN_CHARS and _B64URL_RE.fullmatch(c)]
+        if not candidates:
+            if any(len(c) > MAX_TOKEN_CHARS for c in values):
+                return "CSRF header or cookie too long"
+            return "CSRF header or cookie is not base64url"
+        now = self.clock()
+        for cookie in candidates:
+            if self.keys.verify(token, cookie, grace_s=self.grace_s, now=now) is not None:
+                return None
+        return "CSRF cookie does not match the header under a valid key"
 
     def _origin_allowed(self, req: Request, origin: str) -> bool:
         if origin == "null":
