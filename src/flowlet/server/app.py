@@ -262,6 +262,9 @@ def _parse_float(text: str) -> float:
     return value
 
 
+_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float)
+
+
 def parse_body(raw: bytes, content_type: str) -> Any:
     """SPEC 6: JSON for application/json and application/*+json, a map for forms, else text."""
     ctype = content_type.split(";", 1)[0].strip().lower()
@@ -272,8 +275,7 @@ def parse_body(raw: bytes, content_type: str) -> Any:
         raise HTTPError(400, "request body is not valid UTF-8") from None
     if is_json:
         try:
-            return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int,
-                              parse_float=_parse_float)
+            return _JSON.decode(text)
         except (ValueError, RecursionError):
             raise HTTPError(400, "request body is not valid JSON") from None
     if ctype == "application/x-www-form-urlencoded":
