@@ -151,3 +151,42 @@ def test_init_into_non_empty_folder_fails(tmp_path):
     r = flowlet("init", str(tmp_path))
     assert r.returncode == 1 and "not empty" in r.stderr
     assert (tmp_path / "x").read_text() == "keep me"
+
+
+def _serve_error(*args, cwd=None):
+    r = flowlet("serve", *args, cwd=cwd, timeout=30)
+    assert "Traceback" not in r.stderr and "backtrace" not in r.stderr.lower()
+    return r
+
+
+def test_serve_on_a_taken_port_is_one_clear_line(tmp_path):
+    import socket
+    ws = make_workspace(tmp_path, {"flows/a.yaml": GOOD})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        r = _serve_error(str(ws), "--port", str(s.getsockname()[1]))
+    assert r.returncode == 1 and "error: cannot listen on 127.0.0.1:" in r.stderr
+    assert "in use" in r.stderr
+
+
+def test_serve_with_missing_or_bad_tls_files(tmp_path):
+    ws = make_workspace(tmp_path, {"flows/a.yaml": GOOD})
+    r = _serve_error(str(ws), "--tls-cert", str(tmp_path / "no.pem"), "--tls-key", str(tmp_path / "no.key"))
+    assert r.returncode == 1 and "TLS file not found" in r.stderr
+    (tmp_path / "bad.pem").write_text("not a certificate")
+    r = _serve_error(str(ws), "--tls-cert", str(tmp_path / "bad.pem"), "--tls-key", str(tmp_path / "bad.pem"))
+    assert r.returncode == 1 and "cannot use --tls-cert" in r.stderr
+
+
+def test_serve_with_bad_port(tmp_path):
+    ws = make_workspace(tmp_path, {"flows/a.yaml": GOOD})
+    r = _serve_error(str(ws), "--port", "70000")
+    assert r.returncode == 2 and "--port must be from 1 to 65535" in r.stderr
+
+
+def test_serve_refuses_a_broken_workspace_before_listening(tmp_path):
+    ws = make_workspace(tmp_path, {"flows/a.yaml": "endpoint: {method: GET, path: /a, bogus: 1}\n"})
+    r = _serve_error(str(ws), "--port", "1")
+    assert r.returncode == 1 and "flows/a.yaml:1: error: unknown key 'bogus'" in r.stderr
+    assert "listening on" not in r.stdout

@@ -91,6 +91,14 @@ def cmd_serve(args) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         print("error: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
+    if not 0 < args.port < 65536:
+        print(f"error: --port must be from 1 to 65535, got {args.port}", file=sys.stderr)
+        return 2
+    if args.tls_cert:
+        problem = _check_tls_files(args.tls_cert, args.tls_key)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 1
     try:
         ensure_dev_secrets(root)
         ws = _load(root, serving=True)   # validate before any worker starts: errors end here, exit 1
@@ -102,8 +110,46 @@ def cmd_serve(args) -> int:
     if args.tls_self_signed:
         from flowlet.server.tls import ensure_self_signed
         cert, key = (str(p) for p in ensure_self_signed(root, [args.host]))
-    return serve(root, host=args.host, port=args.port, workers=args.workers, tls_cert=cert, tls_key=key,
-                 access_log=not args.no_access_log, log_level=args.log_level)
+    problem = _check_bind(args.host, args.port)
+    if problem:
+        print(f"error: cannot listen on {args.host}:{args.port}: {problem}", file=sys.stderr)
+        return 1
+    try:
+        return serve(root, host=args.host, port=args.port, workers=args.workers, tls_cert=cert, tls_key=key,
+                     access_log=not args.no_access_log, log_level=args.log_level)
+    except (OSError, RuntimeError, OverflowError) as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+
+
+def _check_bind(host: str, port: int) -> str | None:
+    """Bind once ourselves, so a taken port is one clear line rather than the server's backtrace."""
+    import socket
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return str(exc)
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
+def _check_tls_files(cert: str, key: str) -> str | None:
+    """A clear message for a certificate/key pair the TLS layer would refuse, before serving."""
+    import ssl
+    for path in (cert, key):
+        if not Path(path).is_file():
+            return f"TLS file not found: {path}"
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        return f"cannot use --tls-cert {cert} with --tls-key {key}: {exc}"
+    return None
 
 
 def cmd_routes(args) -> int:
