@@ -207,6 +207,22 @@ def wait_ready(port: int, proc: subprocess.Popen, path: str = "/", timeout: floa
     raise RuntimeError(f"server did not answer within {timeout} s")
 
 
+def group_cpu_s(pgid: int) -> float:
+    """User + system CPU seconds used so far by the processes of the group."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[2]) == pgid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def group_memory(pgid: int) -> dict:
     """Peak (VmHWM) and current (VmRSS) resident memory of every process in the group, kB."""
     procs = []
@@ -226,6 +242,13 @@ def group_memory(pgid: int) -> dict:
             if line.startswith(("VmHWM:", "VmRSS:")):
                 key, value = line.split(":", 1)
                 mem[key] = int(value.split()[0])
+        try:   # PSS: shared pages (the forked worker shares the parent's) counted once in the sum
+            for line in Path(f"/proc/{entry}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    mem["Pss"] = int(line.split()[1])
+                    break
+        except OSError:
+            pass
         if mem:
             procs.append(mem)
     return {
@@ -233,6 +256,7 @@ def group_memory(pgid: int) -> dict:
         "hwm_max_kb": max((p.get("VmHWM", 0) for p in procs), default=0),
         "hwm_sum_kb": sum(p.get("VmHWM", 0) for p in procs),
         "rss_sum_kb": sum(p.get("VmRSS", 0) for p in procs),
+        **({"pss_sum_kb": sum(p["Pss"] for p in procs)} if procs and all("Pss" in p for p in procs) else {}),
     }
 
 
@@ -260,7 +284,7 @@ def _lua_str(value: str) -> str:
 def lua_script(spec: Spec, token_file: Path | None, path: Path) -> Path:
     lines = [f"wrk.method = {_lua_str(spec.method)}"]
     for k, v in spec.headers.items():
-        lines.append(f"wrk.headers[{_lua_str(k)}] = {_lua_str(v)}")
+        lines.append(f"wrk.headers[ {_lua_str(k)} ] = {_lua_str(v)}")   # spaces: "[[" would open a long string
     if spec.body is not None:
         lines.append(f"wrk.body = {_lua_str(spec.body)}")
     if token_file is not None:
@@ -385,12 +409,20 @@ def measure(ctx: "Run", contender: Contender, case: Case, rep: int) -> dict:
         if ctx.warmup > 0:
             warm_tokens = ctx.material.fresh_files.get("warm") if spec.token_file else None
             run_wrk(ctx, port, spec, lua_script(spec, warm_tokens, ctx.tmp / "warm.lua"), ctx.warmup)
+        cpu0 = group_cpu_s(proc.pid)
         result.update(run_wrk(ctx, port, spec, lua_script(spec, spec.token_file, ctx.tmp / "run.lua"),
                               ctx.duration))
+        # CPU time the server spent per answered request: steadier than req/s on a busy machine.
+        result["cpu_us_per_req"] = (group_cpu_s(proc.pid) - cpu0) * 1e6 / max(result.get("requests", 0), 1)
         if spec.token_file is not None:
             result["distinct_tokens"] = ctx.fresh_tokens
             result["tokens_wrapped"] = result.get("requests", 0) > ctx.fresh_tokens
         result["memory"] = group_memory(proc.pid)
+        # Wrong answers or broken connections make the numbers meaningless; timeouts (a server
+        # too slow for wrk's --timeout) are a result, reported in the notes.
+        bad = result.get("non_2xx", 0) + result.get("socket_errors", 0) - result.get("timeouts", 0)
+        if bad > 0.005 * max(result.get("requests", 0), 1):
+            result["error"] = f"{bad} of {result.get('requests', 0)} requests failed (non-2xx or socket errors)"
         if proc.poll() is not None:
             result["error"] = f"server exited with status {proc.returncode} during the run"
     except Exception as exc:   # one failed measurement must not end the run
@@ -524,7 +556,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="skip the `flowlet serve` start-up measurements")
     p.add_argument("--no-inprocess", dest="inprocess", action="store_false", default=None,
                    help="skip the in-process first-seen-token measurement")
-    p.add_argument("--inprocess-n", type=int, default=2000, help="distinct tokens for the in-process part")
+    p.add_argument("--inprocess-n", type=int, default=1500, help="distinct tokens for the in-process part")
     p.add_argument("--out", type=Path, help="Markdown report (default docs/benchmarks.md; "
                                             "bench/results/quick.md with --quick)")
     p.add_argument("--json", type=Path, help="raw results (default bench/results/benchmarks.json, "
@@ -581,7 +613,8 @@ def main(argv: list[str] | None = None) -> int:
                 r = measure(ctx, contender, case, rep)
                 results.append(r)
                 print(f"error: {r['error']}" if "error" in r else
-                      f"{r['rps']:>9.0f} req/s  p50 {r.get('p50_ms', 0):.2f} ms  p99 {r.get('p99_ms', 0):.2f} ms",
+                      f"{r['rps']:>9.0f} req/s  p50 {r.get('p50_ms', 0):.2f} ms  p99 {r.get('p99_ms', 0):.2f} ms"
+                      f"  cpu {r.get('cpu_us_per_req', 0):.0f} us/req",
                       flush=True)
         startup: list[dict] = []
         if ctx.startup:
