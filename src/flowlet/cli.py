@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -82,7 +83,6 @@ def cmd_check(args) -> int:
 
 def cmd_serve(args) -> int:
     from flowlet.server.serve import serve
-    from flowlet.workspace.devsecrets import ensure_dev_secrets
 
     root = Path(args.dir)
     if args.workers < 1:
@@ -99,13 +99,9 @@ def cmd_serve(args) -> int:
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return 1
-    try:
-        ensure_dev_secrets(root)
-        ws = _load(root, serving=True)   # validate before any worker starts: errors end here, exit 1
-    except ConfigErrors as exc:
-        _print_errors(exc)
-        return 1
-    ws.close()
+    code = _in_child(lambda: _prepare(root))   # errors end here, exit 1, before any worker starts
+    if code:
+        return code
     cert, key = args.tls_cert, args.tls_key
     if args.tls_self_signed:
         from flowlet.server.tls import ensure_self_signed
@@ -120,6 +116,38 @@ def cmd_serve(args) -> int:
     except (OSError, RuntimeError, OverflowError) as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
+
+
+def _prepare(root: Path) -> int:
+    """Create declared development secrets, then load the workspace once to validate it."""
+    from flowlet.workspace.devsecrets import ensure_dev_secrets
+    try:
+        ensure_dev_secrets(root)
+        _load(root, serving=True).close()
+    except ConfigErrors as exc:
+        _print_errors(exc)
+        return 1
+    return 0
+
+
+def _in_child(job) -> int:
+    """Run ``job`` in a forked child: the supervisor process that stays behind (granian's main
+    process) then never holds the workspace's imports, only the workers do."""
+    if not hasattr(os, "fork"):
+        return job()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = job()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) if status else 0
 
 
 def _check_bind(host: str, port: int) -> str | None:

@@ -21,6 +21,11 @@ from flowlet.workspace.source import YList, YMap
 BASE_VARIABLES = ("request", "params", "query", "body", "auth")
 
 _SECRET_CALL = re.compile(r"\bsecret\s*\(")
+# `body`, `auth.user`, `params.id`: plain paths are dict lookups, no CEL call needed.
+_PLAIN_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_RESERVED = frozenset({"true", "false", "null", "in", "as", "break", "const", "continue", "else", "for",
+                       "function", "if", "import", "let", "loop", "package", "namespace", "return", "var",
+                       "void", "while"})
 _SECRET_LITERAL = re.compile(r"""\bsecret\s*\(\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\)""")
 
 
@@ -41,9 +46,13 @@ class Const:
 
 
 class Expr:
-    """One compiled CEL program."""
+    """One compiled CEL program.
 
-    __slots__ = ("source", "program", "variables", "secret_names", "_secrets")
+    CEL converts every variable it is given on each call, so only the variables the program
+    names are passed; a plain path (``body``, ``auth.user``) skips CEL and walks the dicts.
+    """
+
+    __slots__ = ("source", "program", "variables", "secret_names", "_secrets", "_names", "_path")
     is_const = False
 
     def __init__(self, source: str, program: Any, variables: frozenset[str], secret_names: tuple[str, ...],
@@ -53,19 +62,34 @@ class Expr:
         self.variables = variables
         self.secret_names = secret_names
         self._secrets = secrets
+        self._names = tuple(sorted(variables))
+        parts = tuple(source.split("."))
+        self._path = parts if _PLAIN_PATH.match(source) and not _RESERVED & set(parts) else None
 
     def evaluate(self, env: dict) -> Any:
+        if self._path is not None:
+            return self._lookup(env)
         try:
             if self.secret_names:
                 ctx = cel.Context()
                 ctx.update(env)
                 ctx.add_function("secret", self._read_secret)
                 return to_json(self.program.execute(ctx))
-            return to_json(self.program.execute(env))
+            return to_json(self.program.execute({k: env[k] for k in self._names if k in env}))
         except ExprError:
             raise
         except Exception as exc:  # the CEL runtime raises several kinds; none may escape as-is
             raise ExprError(f"expression {self.source!r} failed: {exc}") from None
+
+    def _lookup(self, env: dict) -> Any:
+        value: Any = env
+        for part in self._path:
+            if not isinstance(value, dict) or part not in value:
+                raise ExprError(f"expression {self.source!r} failed: no such key {part!r}")
+            value = value[part]
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            raise ExprError(f"expression {self.source!r} failed: integer out of range")
+        return to_json(value)   # a fresh copy: callers may change it without touching shared state
 
     def _read_secret(self, name: str) -> str:
         secret = self._secrets.get(name) if self._secrets is not None else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -160,7 +161,9 @@ class FlowletApp:
         raw = message.get("body", b"")
         if len(raw) > self.limit:
             raise HTTPError(413, f"request body larger than {self.limit} bytes")
-        if message.get("more_body", False):
+        # granian sends a small body with more_body=True, then an empty last message: when the
+        # declared length is all here, do not wait for that (a timeout and an event-loop turn).
+        if message.get("more_body", False) and (declared is None or len(raw) < int(declared)):
             raw = await self._read_rest(receive, [raw], len(raw))
         if not raw:
             return None
@@ -293,4 +296,9 @@ def create_app() -> FlowletApp:
 
     setup_logging(os.environ.get("FLOWLET_LOG_LEVEL", "info"))
     ws = load_workspace(os.environ["FLOWLET_WORKSPACE"], serving=True)
-    return FlowletApp(ws, access_log=os.environ.get("FLOWLET_ACCESS_LOG", "1") != "0")
+    app = FlowletApp(ws, access_log=os.environ.get("FLOWLET_ACCESS_LOG", "1") != "0")
+    # What loaded stays for the life of the worker: keep the collector from scanning it again
+    # and again (long pauses once many cached auth results exist).
+    gc.collect()
+    gc.freeze()
+    return app

@@ -48,7 +48,11 @@ class YList(list):
         return ConfigError(message, file, line)
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML was built with it: most of the load time of a big workspace.
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):
     """SafeLoader that builds YMap/YList with line numbers and refuses duplicate keys."""
 
     file: str | None = None
