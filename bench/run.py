@@ -25,7 +25,6 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ CONTENDERS_DIR = HERE / "contenders"
 sys.path.insert(0, str(HERE))
 
 import report  # noqa: E402
-from workspaces import ALG, Material  # noqa: E402
+from workspaces import Material  # noqa: E402
 
 PY = sys.executable
 HOST = "127.0.0.1"
@@ -340,7 +339,7 @@ def parse_wrk(out: str) -> dict:
 
 def run_wrk(ctx: "Run", port: int, spec: Spec, script: Path, seconds: int) -> dict:
     argv = ["wrk", f"-t{ctx.threads}", f"-c{ctx.connections}", f"-d{seconds}s", "--latency",
-            f"--timeout", f"{ctx.timeout}s", "-s", str(script), f"http://{HOST}:{port}{spec.path}"]
+            "--timeout", f"{ctx.timeout}s", "-s", str(script), f"http://{HOST}:{port}{spec.path}"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + ctx.timeout + 60)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.strip()}")

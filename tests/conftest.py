@@ -119,6 +119,28 @@ def workspace(tmp_path):
     return make
 
 
+PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def pg_url():
+    """A PostgreSQL URL whose tables live in a fresh schema, dropped afterwards."""
+    import uuid
+
+    import psycopg
+    schema = "t_" + uuid.uuid4().hex[:12]
+    try:
+        conn = psycopg.connect(PG_BASE, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:  # pragma: no cover - scripts/test.sh starts PostgreSQL
+        pytest.fail(f"PostgreSQL not reachable at {PG_BASE}: {exc}")
+    conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    finally:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        conn.close()
+
+
 def assert_json_error(resp: httpx.Response, status: int, message: str | None = None) -> dict:
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/json")

@@ -17,29 +17,11 @@ from flowlet.secrets.model import BasicSecret, JwtSecret
 from flowlet.security.auth import compile_auth, parse_auth
 from flowlet.security.basic import BasicPolicy, parse_basic
 from flowlet.workspace.source import load_yaml
+from fakes import Clock, View
 
 # Cheap argon2id parameters keep the suite fast; one test below uses the real defaults.
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 PASSWORD = "correct horse:battery staple"
-
-
-class View:
-    def __init__(self, *secrets):
-        self.secrets = {s.name: s for s in secrets}
-
-    def get(self, name):
-        return self.secrets.get(name)
-
-    def put(self, secret):
-        self.secrets[secret.name] = secret
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
 
 
 def users_secret(**users) -> BasicSecret:

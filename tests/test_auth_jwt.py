@@ -20,30 +20,15 @@ from flowlet.secrets.model import BasicSecret, JwtSecret, ValueSecret
 from flowlet.security.auth import OPEN_AUTH, compile_auth, parse_auth
 from flowlet.security.jwt import MAX_TOKEN, InvalidToken, JwtPolicy, keyset_from_secret, verify_signature
 from flowlet.workspace.source import load_yaml
+from fakes import Clock as _Clock
+from fakes import View
 
 HS_KEY = b"k" * 32
 NOW = 1_700_000_000
 
 
-class View:
-    """The SecretsView contract: get(name) returns the same object until the secret changes."""
-
-    def __init__(self, *secrets):
-        self.secrets = {s.name: s for s in secrets}
-
-    def get(self, name):
-        return self.secrets.get(name)
-
-    def put(self, secret):
-        self.secrets[secret.name] = secret
-
-
-class Clock:
-    def __init__(self, now: float = NOW):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+def Clock(now: float = NOW) -> _Clock:
+    return _Clock(now)
 
 
 def request(headers=(), query=b"", path="/api/x", method="GET") -> Request:

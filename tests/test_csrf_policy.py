@@ -389,7 +389,7 @@ def test_planted_second_cookie_does_not_lock_out_the_real_pair(issued):
     world.policy.check(request([(world.settings.header, token),
                                 ("cookie", f"csrf={planted_cookie}; csrf={cookie}")]))
     world.policy.check(request([(world.settings.header, token), ("cookie", f"csrf={cookie}"),
-                                ("cookie", f"csrf=garbage!")]))
+                                ("cookie", "csrf=garbage!")]))
 
 
 def test_duplicate_cookies_none_matching_refused(issued):

@@ -11,7 +11,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from flowlet.secrets import (BasicSecret, JwtSecret, SecretsView, StoreError, Va
                              open_store)
 from flowlet.secrets.store import decode_master_key
 
-PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
+from conftest import PG_BASE
 PASSWORD = "correct horse battery staple"
 HS_KEY = b"an-hs256-key-that-is-32-bytes-ok!!"
 VALUE = "sk_live_value_that_must_stay_hidden"
@@ -48,19 +47,6 @@ def _pg_connect():
         return psycopg.connect(PG_BASE, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:  # pragma: no cover - only without a database
         pytest.skip(f"PostgreSQL not reachable: {exc}")
-
-
-@pytest.fixture
-def pg_url():
-    """A URL whose tables live in a fresh schema, dropped afterwards."""
-    schema = "t_" + uuid.uuid4().hex[:12]
-    conn = _pg_connect()
-    conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    finally:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-        conn.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

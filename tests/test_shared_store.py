@@ -5,31 +5,12 @@ from __future__ import annotations
 import base64
 import os
 import time
-import uuid
 
 import httpx
-import pytest
 
 from conftest import flowlet, make_workspace, run_server
 
-PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
 MASTER = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
-
-
-@pytest.fixture
-def pg_url():
-    import psycopg
-    schema = "ws_" + uuid.uuid4().hex[:12]
-    try:
-        conn = psycopg.connect(PG_BASE, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:  # pragma: no cover - CI starts PostgreSQL
-        pytest.fail(f"PostgreSQL not reachable: {exc}")
-    conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    finally:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-        conn.close()
 
 
 def test_two_servers_share_secrets_and_csrf_key(tmp_path, pg_url):

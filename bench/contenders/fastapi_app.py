@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import glue
 from fastapi import Body, Depends, FastAPI, HTTPException
-from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 
 app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
