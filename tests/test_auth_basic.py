@@ -373,3 +373,32 @@ def test_basic_auth_over_http_and_a_password_change_without_restart(tmp_path):
         assert_json_error(httpx.get(url, auth=good), 401)
         assert httpx.get(url, auth=("bj\u00f6rk", "new-password")).status_code == 200
     assert "p\u00e4ss:word" not in srv.stderr and "new-password" not in srv.stderr
+
+
+def test_a_flood_of_slow_checks_is_answered_429_not_queued(monkeypatch, team):
+    """Past MAX_QUEUED password checks in flight, new ones are refused at once (429 + Retry-After)."""
+    import threading
+
+    release = threading.Event()
+    pol = policy(team)
+    monkeypatch.setattr(basic_module, "MAX_QUEUED", 2)
+    original = basic_module._Verifier.check_password
+
+    def slow(self, users, user, password):
+        release.wait(10)
+        return original(self, users, user, password)
+
+    monkeypatch.setattr(basic_module._Verifier, "check_password", slow)
+
+    async def scenario():
+        tasks = [asyncio.ensure_future(pol.authenticate(request(basic(f"u{i}", "wrong")))) for i in range(3)]
+        await asyncio.sleep(0.05)
+        done = [t for t in tasks if t.done()]
+        assert len(done) == 1
+        exc = done[0].exception()
+        assert isinstance(exc, HTTPError) and exc.status == 429 and (b"retry-after", b"1") in exc.headers
+        release.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert sorted(getattr(r, "status", None) for r in results) == [401, 401, 429]
+
+    asyncio.run(scenario())

@@ -139,11 +139,12 @@ def test_repeated_token_cookie_is_refused():
     req = request([("cookie", f"session={hs_token()}; session={hs_token(sub='mallory')}")])
     err = refused(policy(cookie="session"), req)
     assert b"invalid_token" in challenge(err)
+    assert err.message == "invalid token: sent more than once or empty"
 
 
 def test_repeated_authorization_header_is_refused():
     req = request([("authorization", f"Bearer {hs_token()}"), ("authorization", f"Bearer {hs_token()}")])
-    refused(policy(), req)
+    assert refused(policy(), req).message == "invalid token: sent more than once or empty"
 
 
 def test_token_in_query_string_is_never_read():

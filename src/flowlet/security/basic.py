@@ -51,6 +51,10 @@ _CTL = re.compile(r"[\x00-\x1f\x7f]")
 # argon2 needs ~64 MiB and ~0.2 s per verification: a small dedicated pool bounds memory and
 # keeps a flood of wrong passwords from starving the default executor that flows use.
 _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="argon2")
+# Password checks waiting or running in this process at most; more get 429 at once, so a
+# flood of wrong passwords cannot queue minutes of argon2 work (64 MiB each) behind it.
+MAX_QUEUED = 32
+_queued = 0
 
 
 def www_authenticate_basic(realm: str) -> bytes:
@@ -190,7 +194,7 @@ def _shared_verifier(name: str, secrets: Any, clock: Callable[[], float]) -> _Ve
 class BasicPolicy:
     """``auth: {type: basic, secret: NAME}`` compiled for one endpoint."""
 
-    __slots__ = ("_v", "_missing", "_invalid")
+    __slots__ = ("_v", "_missing", "_invalid", "_busy")
 
     def __init__(self, secret_name: str, *, realm: str, secrets: Any,
                  clock: Callable[[], float] = time.monotonic):
@@ -198,6 +202,8 @@ class BasicPolicy:
         challenge = ((b"www-authenticate", www_authenticate_basic(realm)),)
         self._missing = HTTPError(401, "authentication required", challenge)
         self._invalid = HTTPError(401, "invalid user name or password", challenge)
+        self._busy = HTTPError(429, "too many password checks in progress; retry shortly",
+                               ((b"retry-after", b"1"),))
 
     def prepare(self) -> None:
         self._v.prepare()
@@ -235,14 +241,20 @@ class BasicPolicy:
         if pending is not None and pending.get_loop() is loop:
             ok = await asyncio.shield(pending)
         else:
+            global _queued
+            if _queued >= MAX_QUEUED:
+                log.warning("basic auth: %d password checks already queued; answering 429", _queued)
+                raise self._fail(self._busy)
             pending = loop.create_future()
             v.inflight[key] = pending
             ok = False
+            _queued += 1
             try:
                 ok = await loop.run_in_executor(_POOL, v.check_password, secret.users, user, password)
             except Exception:
                 log.exception("basic auth: verification failed unexpectedly (secret %r)", v.name)
             finally:
+                _queued -= 1
                 if v.inflight.get(key) is pending:
                     v.inflight.pop(key, None)
                 if not pending.done():

@@ -672,6 +672,8 @@ class JwtPolicy:
         token = bearer_token(req, self._cookie)
         if token is None:
             raise HTTPError(401, "bearer token required", self._missing)
+        if not token:
+            raise HTTPError(401, "invalid token: sent more than once or empty", self._invalid_header)
         if len(token) > MAX_TOKEN:
             raise HTTPError(401, "invalid token: too large", self._invalid_header)
         try:
