@@ -16,7 +16,7 @@ from flowlet.http import Request
 from flowlet.secrets.model import BasicSecret, JwtSecret
 from flowlet.security.auth import compile_auth, parse_auth
 from flowlet.security.basic import BasicPolicy, parse_basic
-from flowlet.workspace.source import load_yaml
+from flowlet.source import load_yaml
 from fakes import Clock, View
 
 # Cheap argon2id parameters keep the suite fast; one test below uses the real defaults.

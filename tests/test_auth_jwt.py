@@ -19,7 +19,7 @@ from flowlet.http import Request
 from flowlet.secrets.model import BasicSecret, JwtSecret, ValueSecret
 from flowlet.security.auth import OPEN_AUTH, compile_auth, parse_auth
 from flowlet.security.jwt import MAX_TOKEN, InvalidToken, JwtPolicy, keyset_from_secret, verify_signature
-from flowlet.workspace.source import load_yaml
+from flowlet.source import load_yaml
 from fakes import Clock as _Clock
 from fakes import View
 

@@ -10,7 +10,7 @@ from flowlet.errors import ConfigError
 from flowlet.http import Request
 from flowlet.security.cors import (CorsConfig, FlowCorsInput, PathCors, csrf_endpoint_cors,
                                    merge_path, parse_cors, parse_origin)
-from flowlet.workspace.source import load_yaml
+from flowlet.source import load_yaml
 
 PATH = "/api/user/{id:int}"
 SEED_ORIGIN = "https://test.example.com"

@@ -19,7 +19,7 @@ from flowlet.http import Request
 from flowlet.security import csrf as csrf_mod
 from flowlet.security.csrf import (CsrfKeys, CsrfPolicy, CsrfSettings, issue_token,
                                    parse_csrf_settings, rotate)
-from flowlet.workspace.source import load_yaml
+from flowlet.source import load_yaml
 
 HOST = "api.example.test"
 OWN_ORIGIN = f"https://{HOST}"

@@ -12,7 +12,7 @@ from flowlet.http import Request
 from flowlet.secrets.model import JwtSecret, ValueSecret
 from flowlet.security.auth import compile_auth, parse_auth
 from flowlet.security.scopes import ScopePolicy, compile_rule, parse_scope_rule
-from flowlet.workspace.source import load_yaml
+from flowlet.source import load_yaml
 
 WHERE = ("flows/a.yaml", 7)
 

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flowlet.errors import ConfigError
 from flowlet.security.hsts import HstsSettings, hsts_header, parse_hsts_settings
 from flowlet.server.tls import ensure_self_signed
-from flowlet.workspace.source import load_yaml
+from flowlet.source import load_yaml
 
 
 def load_cert(path: Path) -> x509.Certificate:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import re
-from typing import Any, Callable
+from typing import Any
 
 import cel
 
 from flowlet.errors import ConfigError
-from flowlet.workspace.source import YList, YMap
+from flowlet.source import YList, YMap
 
 # The variables an expression may name, besides earlier steps' ids.
 BASE_VARIABLES = ("request", "params", "query", "body", "auth")
@@ -209,5 +209,3 @@ def to_json(value: Any) -> Any:
         return f"{value.total_seconds()}s"
     return str(value)
 
-
-Evaluator = Callable[[dict], Any]

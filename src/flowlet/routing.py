@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from flowlet.errors import ConfigError
 
@@ -134,5 +134,3 @@ def _walk(node: _Node, parts: list[str], i: int, values: list) -> Iterator[tuple
         yield from _walk(node.str_child, parts, i + 1, values)
         values.pop()
 
-
-Converter = Callable[[str], Any]

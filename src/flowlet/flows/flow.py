@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 from flowlet.errors import ConfigError
-from flowlet.expr import BASE_VARIABLES, Const, compile_value
+from flowlet.expr import BASE_VARIABLES, compile_value
 from flowlet.flows.steps import RunContext, StepFailed, compile_step
-from flowlet.workspace.source import YMap, check_keys, expect_map
+from flowlet.source import YMap, check_keys, expect_map
 
 _HEADER_NAME = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 JSON_CT = (b"content-type", b"application/json")
@@ -124,5 +124,3 @@ def compile_flow(doc: YMap, *, root, secrets: Any) -> Flow:
     body = compile_value(respond.get("body"), respond.where("body"), allowed=final, secrets=secrets)
     return Flow(steps, status, headers, body, has_body)
 
-
-__all__ = ["Flow", "Response", "compile_flow", "dump_json", "Const"]

@@ -14,7 +14,7 @@ import httpx
 
 from flowlet.errors import ConfigError
 from flowlet.expr import Const, compile_value
-from flowlet.workspace.source import YMap, check_keys, expect_map, get_number, get_str
+from flowlet.source import check_keys, expect_map, get_number, get_str
 
 _HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
@@ -176,5 +176,3 @@ def _forget_foreign_modules(module_name: str, root: str) -> None:
                 del sys.modules[key]
     importlib.invalidate_caches()
 
-
-__all__ = ["FunctionStep", "HttpStep", "RunContext", "StepFailed", "compile_step", "YMap"]

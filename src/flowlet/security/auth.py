@@ -24,7 +24,7 @@ from flowlet.http import Request
 from flowlet.security.basic import BasicPolicy
 from flowlet.security.jwt import JwtPolicy
 from flowlet.security.scopes import ScopePolicy, parse_scope_rule
-from flowlet.workspace.source import YMap, check_keys, get_str
+from flowlet.source import YMap, check_keys, get_str
 
 OPEN_AUTH = {"type": "none", "user": None, "claims": {}, "scopes": []}
 

@@ -35,7 +35,7 @@ import idna
 
 from flowlet.errors import ConfigError
 from flowlet.http import Request
-from flowlet.workspace.source import YList, YMap, check_keys, get_bool, get_int, get_str
+from flowlet.source import YList, YMap, check_keys, get_bool, get_int, get_str
 
 DEFAULT_MAX_AGE = 300
 MAX_MAX_AGE = 86400          # Firefox's cap (Chromium caps at 7200): more would silently shrink

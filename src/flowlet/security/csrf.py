@@ -29,7 +29,7 @@ from flowlet.errors import ConfigError, HTTPError
 from flowlet.http import Request
 from flowlet.secrets.store import StoreError
 from flowlet.security.cors import parse_origin
-from flowlet.workspace.source import YMap, check_keys, get_int, get_str
+from flowlet.source import YMap, check_keys, get_int, get_str
 
 log = logging.getLogger("flowlet.csrf")
 

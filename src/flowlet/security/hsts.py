@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowlet.errors import ConfigError
-from flowlet.workspace.source import YMap, check_keys, get_bool, get_int
+from flowlet.source import YMap, check_keys, get_bool, get_int
 
 HSTS_HEADER = b"strict-transport-security"
 PRELOAD_MIN_AGE = 31536000       # hstspreload.org: at least one year, includeSubDomains

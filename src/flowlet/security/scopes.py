@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from flowlet.errors import ConfigError, HTTPError
 from flowlet.http import Request
-from flowlet.workspace.source import YList, YMap
+from flowlet.source import YList, YMap
 
 log = logging.getLogger("flowlet.auth")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 
@@ -49,5 +48,3 @@ def serve(root: Path, *, host: str, port: int, workers: int, tls_cert: str | Non
     server.serve()
     return 0
 
-
-__all__ = ["serve", "sys"]

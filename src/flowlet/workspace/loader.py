@@ -15,7 +15,7 @@ from flowlet.expr import compile_expr
 from flowlet.flows.flow import Flow, compile_flow
 from flowlet.routing import PathPattern, RouteTable, parse_path
 from flowlet.workspace.settings import Settings, load_settings
-from flowlet.workspace.source import YMap, check_keys, expect_map, get_bool, get_str, load_yaml
+from flowlet.source import YMap, check_keys, expect_map, get_bool, get_str, load_yaml
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -37,12 +37,7 @@ class Route:
     cors_config: Any = None        # CorsConfig | None
     cors: Any = None               # PathCors when this method is in the path's CORS answer, else None
     description: str | None = None
-
-    @property
-    def full_path(self) -> str:
-        return self.path_entry.full_path
-
-    path_entry: Any = None
+    path_entry: Any = None         # the PathEntry this route belongs to
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flowlet.errors import ConfigError
-from flowlet.workspace.source import (YMap, check_keys, expect_map, get_int, get_number, get_str,
+from flowlet.source import (YMap, check_keys, expect_map, get_int, get_number, get_str,
                                       load_yaml)
 
 _PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
