@@ -41,6 +41,7 @@ class FlowletApp:
     def __init__(self, ws: Workspace, *, access_log: bool = True):
         self.ws = ws
         self.table = ws.table
+        self.static = ws.table.static
         self.limit = ws.settings.body_bytes
         self.timeout = ws.settings.timeout_s
         hsts = hsts_header(ws.settings.hsts)
@@ -60,25 +61,26 @@ class FlowletApp:
     # ---- one request -------------------------------------------------------------------
 
     async def handle(self, scope: dict, receive, send) -> None:
-        started = time.perf_counter()
+        logged = self.access.enabled
+        started = time.perf_counter() if logged else 0.0
         req = Request(scope)
-        rid = req.headers.get("x-request-id", "")
-        if not _REQUEST_ID.match(rid):
+        rid = req.headers.get("x-request-id")
+        if rid is None or not _REQUEST_ID.match(rid):
             self._seq += 1
             rid = f"{self._pid}-{self._seq:x}"
-        extra = [(b"x-request-id", rid.encode())]
-        if req.secure:
-            extra.extend(self.hsts)
         try:
             status, headers, body = await self.pipeline(req, receive, rid)
         except Exception:
             log.exception("unhandled error serving %s %s", req.method, req.path, extra={"request_id": rid})
             status, headers, body = 500, [JSON_CT], _INTERNAL
-        headers.extend(extra)
+        headers.append((b"x-request-id", rid.encode()))
+        if req.secure:
+            headers.extend(self.hsts)
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if req.method == "HEAD" else body})
-        self.access.record(req.method, req.path, status, started, rid, asyncio.get_running_loop())
+        if logged:
+            self.access.record(req.method, req.path, status, started, rid, asyncio.get_running_loop())
 
     async def pipeline(self, req: Request, receive, rid: str = "") -> tuple[int, list, bytes]:
         """Route (404/405) -> CORS -> authentication (401) -> scope (403) -> CSRF (400)
@@ -106,8 +108,13 @@ class FlowletApp:
 
     def route(self, req: Request) -> tuple[Route | None, dict | None, tuple | None]:
         """The route and its params, or the whole answer when no flow runs."""
-        first = None
         method = "GET" if req.method == "HEAD" else req.method
+        entry = self.static.get(req.path)           # the common case: one dict lookup
+        if entry is not None and entry.builtin is None:
+            route = entry.routes.get(method)
+            if route is not None:
+                return route, {}, None
+        first = None
         for entry, params in self.table.match(req.path):
             if first is None:
                 first = entry
