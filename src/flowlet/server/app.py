@@ -114,6 +114,8 @@ class FlowletApp:
             route = entry.routes.get(method)
             if route is not None:
                 return route, {}, None
+            if method == "OPTIONS":                  # a static path is the first match anyway
+                return None, None, self.options(entry, req)
         first = None
         for entry, params in self.table.match(req.path):
             if first is None:
