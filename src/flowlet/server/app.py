@@ -76,7 +76,8 @@ class FlowletApp:
         headers.append((b"x-request-id", rid.encode()))
         if req.secure:
             headers.extend(self.hsts)
-        headers.append((b"content-length", str(len(body)).encode()))
+        if status != 204:                            # a 204 has no body and needs no length
+            headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if req.method == "HEAD" else body})
         if logged:
