@@ -157,11 +157,7 @@ def get_int(m: YMap, key: str, default: Any = _MISSING, *, minimum: int | None =
         return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise m.error(f"{key!r} must be an integer, not {_type_name(value)}", key)
-    if minimum is not None and value < minimum:
-        raise m.error(f"{key!r} must be at least {minimum}", key)
-    if maximum is not None and value > maximum:
-        raise m.error(f"{key!r} must be at most {maximum}", key)
-    return value
+    return _in_range(m, key, value, minimum, maximum)
 
 
 def get_number(m: YMap, key: str, default: Any = _MISSING, *, minimum: float | None = None) -> Any:
@@ -170,9 +166,7 @@ def get_number(m: YMap, key: str, default: Any = _MISSING, *, minimum: float | N
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise m.error(f"{key!r} must be a number, not {_type_name(value)}", key)
-    if minimum is not None and value < minimum:
-        raise m.error(f"{key!r} must be at least {minimum}", key)
-    return value
+    return _in_range(m, key, value, minimum, None)
 
 
 def get_str_list(m: YMap, key: str, default: Any = _MISSING) -> Any:
@@ -191,6 +185,14 @@ def get_str_list(m: YMap, key: str, default: Any = _MISSING) -> Any:
                 out.append(item.strip())
         return out
     raise m.error(f"{key!r} must be a string with commas or a list of strings", key)
+
+
+def _in_range(m: YMap, key: str, value: Any, minimum: Any, maximum: Any) -> Any:
+    if minimum is not None and value < minimum:
+        raise m.error(f"{key!r} must be at least {minimum}", key)
+    if maximum is not None and value > maximum:
+        raise m.error(f"{key!r} must be at most {maximum}", key)
+    return value
 
 
 def _get(m: YMap, key: str, default: Any) -> Any:
