@@ -14,6 +14,7 @@ Rows:
 
 from __future__ import annotations
 
+import abc
 import base64
 import binascii
 import json
@@ -172,7 +173,7 @@ class _Cursor:
         return self._cur.rowcount
 
 
-class Store:
+class Store(abc.ABC):
     """The store interface and its backend-independent half.
 
     Backends set ``backend``, ``_param``, ``_ddl`` and ``_errors`` and implement
@@ -308,8 +309,9 @@ class Store:
             raise StoreError(f"internal key {name!r} in {self.label} cannot be decrypted: "
                              "the row is damaged") from None
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Release the backend's connection."""
 
     def __enter__(self) -> "Store":
         return self
@@ -330,10 +332,9 @@ class Store:
             except self._errors as exc:
                 raise StoreError(f"store {self.label}: {_first_line(exc)}") from None
 
-    @contextmanager
-    def _transaction(self, write: bool) -> Iterator[Any]:
-        raise NotImplementedError
-        yield  # pragma: no cover
+    @abc.abstractmethod
+    def _transaction(self, write: bool) -> Any:
+        """A context manager yielding a DB-API cursor inside one transaction (the backend's)."""
 
     def _seal_secret(self, secret: Secret) -> bytes:
         if not valid_name(secret.name):
