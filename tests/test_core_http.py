@@ -298,3 +298,49 @@ def test_two_workers_print_one_listening_line(tmp_path):
         for _ in range(5):
             assert httpx.get(srv.url + "/api/h").json() == 1
         assert sum(1 for l in srv.stdout if l.startswith("listening on")) == 1
+
+
+def test_secret_function_feeds_an_http_step_header(tmp_path):
+    from conftest import flowlet
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    port = upstream.server_address[1]
+    ws = make_workspace(tmp_path, {
+        "flows/call.yaml": f"""
+            endpoint: {{method: GET, path: /call}}
+            steps:
+              - id: up
+                http:
+                  url: "http://127.0.0.1:{port}/x"
+                  headers: {{X-Key: '=secret("upstream-key")'}}
+            respond: {{body: {{key_seen_upstream: "=up.body.key"}}}}
+        """})
+    assert flowlet("secrets", "set", "upstream-key", "-w", str(ws), "--type", "value", "--value-stdin",
+                   input="first-value\n").returncode == 0
+    try:
+        with run_server(ws) as srv:
+            assert httpx.get(srv.url + "/api/call").json() == {"key_seen_upstream": "first-value"}
+            flowlet("secrets", "set", "upstream-key", "-w", str(ws), "--type", "value", "--value-stdin",
+                    input="second-value\n")
+            time.sleep(2.2)
+            assert httpx.get(srv.url + "/api/call").json() == {"key_seen_upstream": "second-value"}
+            assert "first-value" not in srv.stderr and "second-value" not in srv.stderr
+    finally:
+        upstream.shutdown()
+
+
+@pytest.mark.parametrize("setup, message", [
+    (None, "secret 'nope' does not exist"),
+    (("secrets", "set", "nope", "--type", "jwt", "--hs-key-stdin"), "secret 'nope' is a jwt secret"),
+])
+def test_secret_function_needs_an_existing_value_secret(tmp_path, setup, message):
+    from conftest import flowlet
+    ws = make_workspace(tmp_path, {"flows/a.yaml": """
+        endpoint: {method: GET, path: /a}
+        respond:
+          body: '=secret("nope")'
+    """})
+    if setup:
+        assert flowlet(*setup[:3], "-w", str(ws), *setup[3:], input="k" * 32 + "\n").returncode == 0
+    r = flowlet("check", str(ws))
+    assert r.returncode == 1 and "flows/a.yaml:4: error:" in r.stderr and message in r.stderr
