@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from conftest import assert_json_error, make_workspace, run_server
+from conftest import assert_json_error, flowlet, make_workspace, run_server
 
 FILES = {
     "flowlet.yaml": """
@@ -250,10 +250,17 @@ class _Upstream(BaseHTTPRequestHandler):
         pass
 
 
-def test_http_step_calls_out_and_sees_the_result(tmp_path):
+@pytest.fixture
+def upstream_port():
+    """A real HTTP server for http steps to call; it echoes the path and the X-Key header."""
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    port = upstream.server_address[1]
+    yield upstream.server_address[1]
+    upstream.shutdown()
+
+
+def test_http_step_calls_out_and_sees_the_result(tmp_path, upstream_port):
+    port = upstream_port
     ws = make_workspace(tmp_path, {
         "flows/proxy.yaml": f"""
             endpoint: {{method: GET, path: "/proxy/{{name}}"}}
@@ -265,12 +272,9 @@ def test_http_step_calls_out_and_sees_the_result(tmp_path):
                   timeout_s: 2
             respond: {{body: {{status: "=up.status", data: "=up.body"}}}}
         """})
-    try:
-        with run_server(ws) as srv:
-            r = httpx.get(srv.url + "/api/proxy/tea")
-            assert r.json() == {"status": 200, "data": {"upstream": "/item/tea", "key": "abc"}}
-    finally:
-        upstream.shutdown()
+    with run_server(ws) as srv:
+        r = httpx.get(srv.url + "/api/proxy/tea")
+        assert r.json() == {"status": 200, "data": {"upstream": "/item/tea", "key": "abc"}}
 
 
 def test_sigterm_drains_in_flight_request_and_exits_0(tmp_path):
@@ -300,11 +304,8 @@ def test_two_workers_print_one_listening_line(tmp_path):
         assert sum(1 for l in srv.stdout if l.startswith("listening on")) == 1
 
 
-def test_secret_function_feeds_an_http_step_header(tmp_path):
-    from conftest import flowlet
-    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    port = upstream.server_address[1]
+def test_secret_function_feeds_an_http_step_header(tmp_path, upstream_port):
+    port = upstream_port
     ws = make_workspace(tmp_path, {
         "flows/call.yaml": f"""
             endpoint: {{method: GET, path: /call}}
@@ -317,16 +318,13 @@ def test_secret_function_feeds_an_http_step_header(tmp_path):
         """})
     assert flowlet("secrets", "set", "upstream-key", "-w", str(ws), "--type", "value", "--value-stdin",
                    input="first-value\n").returncode == 0
-    try:
-        with run_server(ws) as srv:
-            assert httpx.get(srv.url + "/api/call").json() == {"key_seen_upstream": "first-value"}
-            flowlet("secrets", "set", "upstream-key", "-w", str(ws), "--type", "value", "--value-stdin",
-                    input="second-value\n")
-            time.sleep(2.2)
-            assert httpx.get(srv.url + "/api/call").json() == {"key_seen_upstream": "second-value"}
-            assert "first-value" not in srv.stderr and "second-value" not in srv.stderr
-    finally:
-        upstream.shutdown()
+    with run_server(ws) as srv:
+        assert httpx.get(srv.url + "/api/call").json() == {"key_seen_upstream": "first-value"}
+        flowlet("secrets", "set", "upstream-key", "-w", str(ws), "--type", "value", "--value-stdin",
+                input="second-value\n")
+        time.sleep(2.2)
+        assert httpx.get(srv.url + "/api/call").json() == {"key_seen_upstream": "second-value"}
+        assert "first-value" not in srv.stderr and "second-value" not in srv.stderr
 
 
 @pytest.mark.parametrize("setup, message", [
@@ -334,7 +332,6 @@ def test_secret_function_feeds_an_http_step_header(tmp_path):
     (("secrets", "set", "nope", "--type", "jwt", "--hs-key-stdin"), "secret 'nope' is a jwt secret"),
 ])
 def test_secret_function_needs_an_existing_value_secret(tmp_path, setup, message):
-    from conftest import flowlet
     ws = make_workspace(tmp_path, {"flows/a.yaml": """
         endpoint: {method: GET, path: /a}
         respond:
