@@ -18,8 +18,9 @@ from flowlet.flows.flow import JSON_CT, Response, dump_json
 from flowlet.flows.steps import RunContext, StepFailed
 from flowlet.http import Request
 from flowlet.security.auth import OPEN_AUTH
-from flowlet.server.log import AccessLog
+from flowlet.security.csrf import issue_token
 from flowlet.security.hsts import hsts_header
+from flowlet.server.log import AccessLog
 from flowlet.workspace.loader import Route, Workspace
 
 log = logging.getLogger("flowlet.server")
@@ -35,6 +36,8 @@ def error_body(message: str) -> bytes:
 _NOT_FOUND = error_body("not found")
 _NOT_ALLOWED = error_body("method not allowed")
 _INTERNAL = error_body("internal error")
+_NO_CORS = error_body("CORS preflight refused: this path does not allow cross-origin requests")
+_PREFLIGHT_REFUSED = error_body("CORS preflight refused")
 
 
 class FlowletApp:
@@ -136,11 +139,11 @@ class FlowletApp:
         if "access-control-request-method" not in req.headers or "origin" not in req.headers:
             return 204, [(b"allow", entry.allow)], b""
         if entry.cors is None:
-            return 403, [JSON_CT], error_body("CORS preflight refused: this path does not allow cross-origin requests")
+            return 403, [JSON_CT], _NO_CORS
         status, headers = entry.cors.preflight(req)
         if status == 204:
             return 204, list(headers), b""
-        return status, [JSON_CT, *headers], error_body("CORS preflight refused")
+        return status, [JSON_CT, *headers], _PREFLIGHT_REFUSED
 
     def builtin(self, entry, req: Request) -> tuple[int, list, bytes]:
         """``GET <api_prefix>/csrf``: a fresh token in the body, its keyed hash in the cookie."""
@@ -149,7 +152,6 @@ class FlowletApp:
         cors = entry.cors.actual_headers(req.headers.get("origin")) if entry.cors is not None else []
         if req.method not in ("GET", "HEAD"):
             return 405, [JSON_CT, (b"allow", entry.allow), *cors], _NOT_ALLOWED
-        from flowlet.security.csrf import issue_token
         s = self.ws.settings
         body, cookie = issue_token(s.csrf, self.ws.csrf_keys, api_prefix=s.api_prefix or "/", domain=s.domain)
         return 200, [JSON_CT, _NO_STORE, (b"set-cookie", cookie), *cors], body
