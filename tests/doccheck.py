@@ -10,9 +10,9 @@ The conventions a checked page follows (docs/auth.md, docs/secrets.md, docs/csrf
   Each block runs in one ``bash`` (so ``TOKEN=$(...)`` carries over to the next command of the
   block, not to the next block), in a folder that holds the workspace under the name the
   commands give to ``-w`` (``my-api``). ``flowlet`` runs ``python -m flowlet.cli``, and
-  ``http://127.0.0.1:8080`` (or ``localhost:8080``) is the real server: ``flowlet serve`` on a
-  free port, started when a block first needs it and restarted when a later ``# file:`` block
-  changes the workspace. After a ``flowlet secrets set|delete|rotate-csrf`` while it runs, the
+  ``http://127.0.0.1:8080`` (or ``localhost:8080``; ``https://...:8443`` for a page served
+  with TLS) is the real server: ``flowlet serve`` on a free port, started when a block first
+  needs it and restarted when a later ``# file:`` block changes the workspace. After a ``flowlet secrets set|delete|rotate-csrf`` while it runs, the
   harness waits 2.2 s before the server is used again (a running server sees changes within 2 s).
 * **Comparison**: output that starts with ``HTTP/`` (``curl -i``) is compared by status line,
   the headers shown (names case-insensitive; headers the page leaves out are not checked) and
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-DOC_URLS = ("http://127.0.0.1:8080", "http://localhost:8080")
+DOC_URLS = ("http://127.0.0.1:8080", "http://localhost:8080", "https://127.0.0.1:8443", "https://localhost:8443")
 WILDCARD = "..."
 SECRETS_WAIT_S = 2.2            # a running server sees secret changes within 2 s
 SHELL_LANGS = {"sh", "bash", "shell", "zsh", "shell-session"}

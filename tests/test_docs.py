@@ -17,7 +17,10 @@ import pytest
 import doccheck
 from conftest import ROOT, run_server
 
-DOCS = ("docs/auth.md", "docs/secrets.md", "docs/csrf.md")
+DOCS = ("docs/auth.md", "docs/secrets.md", "docs/csrf.md", "docs/tls.md")
+
+# `flowlet serve` options a page's server runs with (the page says so where it starts it).
+SERVE_ARGS: dict[str, tuple[str, ...]] = {"docs/tls.md": ("--tls-self-signed",)}
 
 # The values the docs' $VARIABLES stand for (a reader sets their own).
 ENV = {
@@ -33,6 +36,7 @@ NOT_CHECKED: dict[str, list[str]] = {
     "docs/auth.md": [],
     "docs/secrets.md": [],
     "docs/csrf.md": [],
+    "docs/tls.md": ["starts a long-running server; the checked examples below use a real one"],
 }
 
 # Examples that show what the product should do but it does not yet: {(doc, command start): reason}.
@@ -40,7 +44,7 @@ KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 # At least this many commands per doc (a guard against examples silently dropping out: lower
 # it only when you remove examples on purpose).
-MIN_COMMANDS = {"docs/auth.md": 18, "docs/secrets.md": 33, "docs/csrf.md": 13}
+MIN_COMMANDS = {"docs/auth.md": 18, "docs/secrets.md": 33, "docs/csrf.md": 13, "docs/tls.md": 8}
 
 PARSED = {name: doccheck.parse_doc(ROOT / name, name) for name in DOCS}
 COMMANDS = [c for name in DOCS for c in PARSED[name].commands]
@@ -57,7 +61,9 @@ def doc_run(tmp_path_factory, request):
     def get(name: str) -> doccheck.DocRun:
         if name not in runs:
             tmp = tmp_path_factory.mktemp(name.replace("/", "-").removesuffix(".md"))
-            runs[name] = doccheck.DocRun(PARSED[name], tmp, start_server=run_server, env=ENV)
+            args = SERVE_ARGS.get(name, ())
+            runs[name] = doccheck.DocRun(PARSED[name], tmp, env=ENV,
+                                         start_server=lambda root, env, args=args: run_server(root, *args, env=env))
         return runs[name]
 
     yield get
@@ -110,6 +116,9 @@ def test_doc_has_no_silently_skipped_examples(name):
     assert [b.not_checked for b in doc.not_checked] == NOT_CHECKED[name], doc.report()
     assert len(doc.commands) >= MIN_COMMANDS[name], doc.report()
     assert "flowlet.yaml" in doc.files, f"{name} shows no # file: flowlet.yaml"
+    for arg in SERVE_ARGS.get(name, ()):
+        assert re.search(rf"`flowlet serve my-api [^`]*{re.escape(arg)}", (ROOT / name).read_text()), (
+            f"{name} must tell the reader to serve with {arg}, as its checks do")
     consoles = [s for s in doc.steps if s.kind == "console"]
     assert all(s.commands for s in consoles), f"{name}: an empty ```console block"
     for (doc_name, start) in KNOWN_FAILURES:
