@@ -17,7 +17,7 @@ import pytest
 import doccheck
 from conftest import ROOT, run_server
 
-DOCS = ("docs/auth.md", "docs/secrets.md", "docs/csrf.md", "docs/tls.md")
+DOCS = ("docs/tutorial.md", "docs/auth.md", "docs/secrets.md", "docs/csrf.md", "docs/tls.md")
 
 # `flowlet serve` options a page's server runs with (the page says so where it starts it).
 SERVE_ARGS: dict[str, tuple[str, ...]] = {"docs/tls.md": ("--tls-self-signed",)}
@@ -37,6 +37,8 @@ NOT_CHECKED: dict[str, list[str]] = {
     "docs/secrets.md": [],
     "docs/csrf.md": [],
     "docs/tls.md": ["starts a long-running server; the checked examples below use a real one"],
+    "docs/tutorial.md": ["runs until stopped; the checks run their own server",
+                         "runs until stopped; the checks below send what the browser sends"],
 }
 
 # Examples that show what the product should do but it does not yet: {(doc, command start): reason}.
@@ -44,7 +46,8 @@ KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 # At least this many commands per doc (a guard against examples silently dropping out: lower
 # it only when you remove examples on purpose).
-MIN_COMMANDS = {"docs/auth.md": 18, "docs/secrets.md": 33, "docs/csrf.md": 13, "docs/tls.md": 8}
+MIN_COMMANDS = {"docs/auth.md": 18, "docs/secrets.md": 33, "docs/csrf.md": 13, "docs/tls.md": 8,
+                "docs/tutorial.md": 20}
 
 PARSED = {name: doccheck.parse_doc(ROOT / name, name) for name in DOCS}
 COMMANDS = [c for name in DOCS for c in PARSED[name].commands]
@@ -115,7 +118,8 @@ def test_doc_has_no_silently_skipped_examples(name):
         + ", ".join(f"line {b.line}" for b in doc.unchecked_commands))
     assert [b.not_checked for b in doc.not_checked] == NOT_CHECKED[name], doc.report()
     assert len(doc.commands) >= MIN_COMMANDS[name], doc.report()
-    assert "flowlet.yaml" in doc.files, f"{name} shows no # file: flowlet.yaml"
+    assert "flowlet.yaml" in doc.files or any(c.text.startswith("flowlet init ") for c in doc.commands), (
+        f"{name} shows no # file: flowlet.yaml and runs no flowlet init")
     for arg in SERVE_ARGS.get(name, ()):
         assert re.search(rf"`flowlet serve my-api [^`]*{re.escape(arg)}", (ROOT / name).read_text()), (
             f"{name} must tell the reader to serve with {arg}, as its checks do")
