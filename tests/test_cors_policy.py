@@ -79,7 +79,7 @@ def seed_path() -> PathCors:
     return merged(flow("GET", SEED), flow("PUT", SEED))
 
 
-# ---- the product page's examples --------------------------------------------------------------
+# ---- the example of docs/cors.md --------------------------------------------------------------
 
 def test_seed_example_preflight_is_exactly_the_documented_answer():
     status, headers = preflight(seed_path(), headers="content-type")

@@ -41,7 +41,7 @@ NOT_CHECKED: dict[str, list[str]] = {
                          "runs until stopped; the checks below send what the browser sends"],
 }
 
-# Examples that show what the product should do but it does not yet: {(doc, command start): reason}.
+# Examples that show what Flowlet should do but it does not yet: {(doc, command start): reason}.
 KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 # At least this many commands per doc (a guard against examples silently dropping out: lower
