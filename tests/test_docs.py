@@ -204,3 +204,37 @@ def test_exit_status_rule():
     ok = doccheck.Command("d.md", "true", "", 1, 0)
     with pytest.raises(doccheck.Mismatch):
         doccheck.check_result(ok, doccheck.Result("", 7))
+
+
+# ---- wording a user can follow ----------------------------------------------------------------
+
+# Words that point at documents outside this repository, or at how the project was run.
+INTERNAL_WORDING = re.compile(
+    r"\bseed\b|(?-i:\bSPEC\b)|\bissue \d|\bfinding \d|product page|hosted product|\bverdict\b|\bgoal\b",
+    re.IGNORECASE)
+
+
+def _user_facing_files() -> list:
+    files = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for folder in ("src", "examples"):
+        files += [p for p in sorted((ROOT / folder).rglob("*"))
+                  if p.is_file() and p.suffix in (".py", ".md", ".yaml", ".yml", ".html", ".txt")
+                  and "__pycache__" not in p.parts and ".flowlet" not in p.parts]
+    return files
+
+
+def test_no_internal_wording_in_user_facing_text():
+    found = []
+    for path in _user_facing_files():
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if INTERNAL_WORDING.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not found, "internal wording a user cannot follow:\n" + "\n".join(found)
+
+
+def test_docs_say_how_to_run_flowlet_from_the_venv():
+    """The README installs into .venv; pages that write a bare `flowlet` say to activate it."""
+    readme = (ROOT / "README.md").read_text()
+    assert "source .venv/bin/activate" in readme
+    tutorial = (ROOT / "docs" / "tutorial.md").read_text()
+    assert "source .venv/bin/activate" in tutorial and ".venv/bin/flowlet" in tutorial
