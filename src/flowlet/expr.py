@@ -146,7 +146,7 @@ def compile_expr(source: str, where: tuple[str | None, int], *, allowed: frozens
     try:
         program = cel.compile(source)
     except Exception as exc:
-        raise syntax_error(source, str(exc), file, line) from None
+        raise _syntax_error(source, str(exc), file, line) from None
     variables = frozenset(program.variables())
     if allowed is not None:
         unknown = sorted(variables - allowed)
@@ -177,10 +177,10 @@ def compile_expr(source: str, where: tuple[str | None, int], *, allowed: frozens
 
 
 _PARSE_ERROR = re.compile(r"ERROR: <input>:(\d+):(\d+): (.*)")
-_QUOTED = re.compile(r"input '(.*?)'|error at: '(.*?)'|at input '(.*?)'")
+_QUOTED = re.compile(r"(?:input|at:?) '(.*?)'")
 
 
-def syntax_error(source: str, parser_message: str, file: str | None, line: int) -> ConfigError:
+def _syntax_error(source: str, parser_message: str, file: str | None, line: int) -> ConfigError:
     """A CEL parse error told like a compiler would: one sentence, the expression, a caret.
 
     The parser reports every token it would have accepted; a person needs where and what.
@@ -198,7 +198,10 @@ def syntax_error(source: str, parser_message: str, file: str | None, line: int) 
 def _one_sentence(text: str) -> str:
     text = text.removeprefix("Syntax error: ")
     quoted = _QUOTED.search(text)
-    token = next((g for g in quoted.groups() if g is not None), None) if quoted else None
+    token = quoted.group(1) if quoted else None
+    if text.startswith("missing ") and token:
+        missing = text.split(" at ", 1)[0]
+        return f"{missing} at the end of the expression" if token == "<EOF>" else f"{missing} before {token!r}"
     if token == "<EOF>":
         return "the expression ends too early"
     if text.startswith("token recognition error") and token:
