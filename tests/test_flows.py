@@ -54,88 +54,65 @@ def run(f: Flow, env: dict | None = None):
 
 # ---- step compile errors -------------------------------------------------------------------
 
-def test_a_misspelt_step_key_is_named_at_its_own_line_with_a_suggestion(root):
-    err = flow_error("""\
-        steps:
-          - id: total
-            fn: stepfns.calc:add
-        """, root)
-    assert (err.line, err.message) == (3, "unknown key 'fn' in a step (did you mean 'function'?)")
+# Each case: (flow file, line of the error, the whole message or, ending in "...", its start).
+STEP_ERRORS = [
+    pytest.param("steps:\n  - id: total\n    fn: stepfns.calc:add\n",
+                 3, "unknown key 'fn' in a step (did you mean 'function'?)",
+                 id="a_misspelt_step_key_is_named_at_its_own_line_with_a_suggestion"),
+    pytest.param("steps:\n  - htp: {url: 'https://example.com'}\n",
+                 2, "unknown key 'htp' in a step (did you mean 'http'?)",
+                 id="a_misspelt_http_key_is_named_with_a_suggestion"),
+    pytest.param("steps:\n  - id: x\n",
+                 2, "a step needs exactly one of 'function' or 'http'",
+                 id="a_step_with_no_kind_needs_function_or_http"),
+    pytest.param("steps:\n  - function: stepfns.calc:add\n    http: {url: 'https://e.com'}\n",
+                 2, "a step needs exactly one of 'function' or 'http'",
+                 id="a_step_with_both_kinds_is_refused"),
+    pytest.param("steps:\n  - http: {url: 'https://e.com'}\n    input: {}\n",
+                 3, "unknown key 'input' in an http step (allowed: id, http)",
+                 id="an_input_key_in_an_http_step_is_refused_at_its_line"),
+    pytest.param("steps:\n  - id: my-step\n    function: stepfns.calc:add\n",
+                 2, "step id 'my-step' must be an identifier (letters, digits, _)",
+                 id="a_step_id_must_be_an_identifier"),
+    pytest.param("steps:\n  - id: body\n    function: stepfns.calc:add\n",
+                 2, "step id 'body' is already taken...",
+                 id="a_step_id_may_not_shadow_a_variable"),
+    pytest.param("steps:\n  - function: stepfns.calc.add\n",
+                 2, "function must be written module:callable...",
+                 id="a_function_must_be_written_module_colon_callable"),
+    pytest.param("steps:\n  - function: stepfns.nope:add\n",
+                 2, "cannot import 'stepfns.nope'...",
+                 id="a_function_module_that_does_not_exist_is_a_load_error"),
+    pytest.param("steps:\n  - function: stepfns.calc:sub\n",
+                 2, "'stepfns.calc' has no attribute 'sub'",
+                 id="a_function_attribute_that_does_not_exist_is_a_load_error"),
+    pytest.param("steps:\n  - function: stepfns.calc:NOT_CALLABLE\n",
+                 2, "'stepfns.calc:NOT_CALLABLE' is not callable",
+                 id="a_function_target_must_be_callable"),
+    pytest.param("steps:\n  - function: stepfns.calc:add\n    input: [1, 2]\n",
+                 3, "'input' must be a mapping of keyword arguments",
+                 id="function_input_must_be_a_mapping"),
+    pytest.param("steps:\n  - function: stepfns.calc:add\n    input: {a: =later.sum, b: 1}\n"
+                 "  - id: later\n    function: stepfns.calc:add\n",
+                 3, "expression 'later.sum' names unknown variable(s) later...",
+                 id="a_step_expression_may_only_name_earlier_steps"),
+    pytest.param("steps:\n  - http:\n      method: FETCH\n      url: https://e.com\n",
+                 3, "unknown HTTP method 'FETCH'",
+                 id="an_unknown_http_method_is_refused"),
+    pytest.param("steps:\n  - http:\n      url: ftp://e.com/x\n",
+                 3, "'url' must start with http:// or https://",
+                 id="a_literal_http_url_must_be_http_or_https"),
+]
 
 
-def test_a_misspelt_http_key_is_named_with_a_suggestion(root):
-    err = flow_error("steps:\n  - htp: {url: 'https://example.com'}\n", root)
-    assert (err.line, err.message) == (2, "unknown key 'htp' in a step (did you mean 'http'?)")
-
-
-def test_a_step_with_no_kind_needs_function_or_http(root):
-    err = flow_error("steps:\n  - id: x\n", root)
-    assert (err.line, err.message) == (2, "a step needs exactly one of 'function' or 'http'")
-
-
-def test_a_step_with_both_kinds_is_refused(root):
-    err = flow_error("steps:\n  - function: stepfns.calc:add\n    http: {url: 'https://e.com'}\n", root)
-    assert err.message == "a step needs exactly one of 'function' or 'http'"
-
-
-def test_an_input_key_in_an_http_step_is_refused_at_its_line(root):
-    err = flow_error("steps:\n  - http: {url: 'https://e.com'}\n    input: {}\n", root)
-    assert (err.line, err.message) == (3, "unknown key 'input' in an http step (allowed: id, http)")
-
-
-def test_a_step_id_must_be_an_identifier(root):
-    err = flow_error("steps:\n  - id: my-step\n    function: stepfns.calc:add\n", root)
-    assert err.message == "step id 'my-step' must be an identifier (letters, digits, _)"
-
-
-def test_a_step_id_may_not_shadow_a_variable(root):
-    err = flow_error("steps:\n  - id: body\n    function: stepfns.calc:add\n", root)
-    assert "step id 'body' is already taken" in err.message
-
-
-def test_a_function_must_be_written_module_colon_callable(root):
-    assert "module:callable" in flow_error("steps:\n  - function: stepfns.calc.add\n", root).message
-
-
-def test_a_function_module_that_does_not_exist_is_a_load_error(root):
-    err = flow_error("steps:\n  - function: stepfns.nope:add\n", root)
-    assert (err.line, err.message.split(":")[0]) == (2, "cannot import 'stepfns.nope'")
-
-
-def test_a_function_attribute_that_does_not_exist_is_a_load_error(root):
-    assert flow_error("steps:\n  - function: stepfns.calc:sub\n", root).message == \
-        "'stepfns.calc' has no attribute 'sub'"
-
-
-def test_a_function_target_must_be_callable(root):
-    assert flow_error("steps:\n  - function: stepfns.calc:NOT_CALLABLE\n", root).message == \
-        "'stepfns.calc:NOT_CALLABLE' is not callable"
-
-
-def test_function_input_must_be_a_mapping(root):
-    err = flow_error("steps:\n  - function: stepfns.calc:add\n    input: [1, 2]\n", root)
-    assert (err.line, err.message) == (3, "'input' must be a mapping of keyword arguments")
-
-
-def test_a_step_expression_may_only_name_earlier_steps(root):
-    err = flow_error("""\
-        steps:
-          - function: stepfns.calc:add
-            input: {a: =later.sum, b: 1}
-          - id: later
-            function: stepfns.calc:add
-        """, root)
-    assert err.line == 3 and "unknown variable(s) later" in err.message
-
-
-def test_an_unknown_http_method_is_refused(root):
-    err = flow_error("steps:\n  - http:\n      method: FETCH\n      url: https://e.com\n", root)
-    assert (err.line, err.message) == (3, "unknown HTTP method 'FETCH'")
-
-
-def test_a_literal_http_url_must_be_http_or_https(root):
-    err = flow_error("steps:\n  - http:\n      url: ftp://e.com/x\n", root)
-    assert (err.line, err.message) == (3, "'url' must start with http:// or https://")
+@pytest.mark.parametrize("text, line, message", STEP_ERRORS)
+def test_step_compile_error(root, text, line, message):
+    err = flow_error(text, root)
+    assert (err.file, err.line) == (FILE, line)
+    if message.endswith("..."):
+        assert err.message.startswith(message[:-3])
+    else:
+        assert err.message == message
 
 
 def test_an_http_step_compiles_with_its_defaults(root):
@@ -211,39 +188,23 @@ def test_an_unknown_respond_key_is_refused_with_a_suggestion(root):
 
 # ---- running steps -------------------------------------------------------------------------
 
+def one_step(root: Path, function: str, input: str, body: str) -> Flow:
+    """A flow with one function step named ``out``, whose respond body is ``body``."""
+    return flow(f"steps:\n  - id: out\n    function: {function}\n    input: {input}\n"
+                f"respond:\n  body: {body}\n", root)
+
+
 def test_a_sync_function_step_result_is_seen_by_respond(root):
-    f = flow("""\
-        steps:
-          - id: total
-            function: stepfns.calc:add
-            input: {a: =body.a, b: 2}
-        respond:
-          body: =total.sum
-        """, root)
+    f = one_step(root, "stepfns.calc:add", "{a: =body.a, b: 2}", "=out.sum")
     assert isinstance(f.steps[0], FunctionStep) and not f.steps[0].is_async
     assert run(f, {"body": {"a": 40}}).body == b"42"
 
 
 def test_an_async_function_step_is_awaited(root):
-    f = flow("""\
-        steps:
-          - id: loud
-            function: stepfns.calc:shout
-            input: {text: =params.name}
-        respond:
-          body: =loud
-        """, root)
+    f = one_step(root, "stepfns.calc:shout", "{text: =params.name}", "=out")
     assert f.steps[0].is_async
     assert run(f, {"params": {"name": "ada"}}).body == b'"ADA"'
 
 
 def test_a_flow_asks_only_for_the_base_variables_it_reads(root):
-    f = flow("""\
-        steps:
-          - id: total
-            function: stepfns.calc:add
-            input: {a: =params.a, b: 1}
-        respond:
-          body: =total
-        """, root)
-    assert f.variables == frozenset({"params"})
+    assert one_step(root, "stepfns.calc:add", "{a: =params.a, b: 1}", "=out").variables == frozenset({"params"})
