@@ -73,7 +73,7 @@ def seed_path() -> PathCors:
     return merged(flow("GET", SEED), flow("PUT", SEED))
 
 
-# ---- the product page's examples --------------------------------------------------------------
+# ---- docs/cors.md's examples -------------------------------------------------------------------
 
 def test_seed_example_preflight_is_exactly_the_documented_answer():
     status, headers = preflight(seed_path(), headers="content-type")
