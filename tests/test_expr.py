@@ -14,6 +14,7 @@ from flowlet.errors import ConfigError
 from flowlet.expr import Const, Expr, ExprError, ListValue, MapValue, compile_expr, compile_value, to_json
 from flowlet.secrets.model import BasicSecret, ValueSecret
 from flowlet.source import load_yaml
+from conftest import flowlet, make_workspace
 from fakes import View
 
 WHERE = ("flows/a.yaml", 7)
@@ -57,6 +58,16 @@ def test_a_stray_character_is_named_with_its_column():
 def test_the_caret_is_under_the_line_of_a_multi_line_expression():
     lines = compile_error("body.x ==\n  1 +* 2").message.splitlines()
     assert lines[1:] == ["      1 +* 2", "         ^"]
+
+
+def test_check_prints_a_syntax_error_as_file_line_then_expression_and_caret(tmp_path):
+    ws = make_workspace(tmp_path, {"flows/a.yaml": "endpoint: {method: GET, path: /a}\nrespond:\n"
+                                                   "  body: \"=body.items[0] ++ 1\"\n"})
+    r = flowlet("check", cwd=ws)
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[:3] == ["flows/a.yaml:3: error: invalid expression: unexpected '+'",
+                                         "    body.items[0] ++ 1",
+                                         "                   ^"]
 
 
 def test_an_unknown_variable_is_an_error_listing_what_is_available():
