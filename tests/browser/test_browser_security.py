@@ -44,9 +44,9 @@ CSRF_ERROR = {"error": "CSRF token missing or invalid"}
 BASIC_USER, BASIC_PASSWORD = "alice", "pässwort-😀"     # non-ASCII: charset="UTF-8" must hold
 REALM = "Flowlet E2E"
 
-# The front-end snippet quoted in docs/csrf.md, verbatim; only WORKSPACE and ENDPOINT are
-# replaced before it runs.
-FRONTEND_SNIPPET = """\
+# The CSRF boilerplate users are given, verbatim as quoted in docs/csrf.md; only WORKSPACE and
+# ENDPOINT are replaced before it runs.
+SEED_SNIPPET = """\
 try {
   const { token } = await (await fetch('https://WORKSPACE.flowlet.app/api/csrf')).json();
   const response = await fetch('https://WORKSPACE.flowlet.app/api/ENDPOINT', {
@@ -105,7 +105,7 @@ def workspace_files(trusted: str) -> dict[str, str]:
               headers: {{Cache-Control: no-store}}
               body: {{data: only for the trusted origin}}
             """,
-        # the merge example of docs/cors.md: POST allows X-Foo, PUT allows X-Bar, one path
+        # docs/cors.md's merge example: POST allows X-Foo, PUT allows X-Bar, one path
         "flows/items-post.yaml": f"""
             endpoint:
               method: POST
@@ -335,7 +335,7 @@ def test_preflighted_put_with_custom_header_from_trusted_origin(context, api, st
                          headers={"Content-Type": "application/json", "X-Bar": "b"}, body="{}"))
 
 
-def test_header_merge_holds_in_the_browser(context, api, static_site):
+def test_seed_header_merge_holds_in_the_browser(context, api, static_site):
     """POST allows X-Foo, PUT allows X-Bar on one path: both headers work on both methods."""
     page = open_page(context, static_site.trusted)
     for method, status in (("POST", 201), ("PUT", 200)):
@@ -465,14 +465,14 @@ def test_planted_cookie_does_not_lock_out_the_app(context, api, static_site):
     assert r.get("status") == 201, r
 
 
-def _frontend_snippet(api: Api) -> str:
-    return FRONTEND_SNIPPET.replace("https://WORKSPACE.flowlet.app", api.origin).replace("ENDPOINT", "notes")
+def _seed_snippet(api: Api) -> str:
+    return SEED_SNIPPET.replace("https://WORKSPACE.flowlet.app", api.origin).replace("ENDPOINT", "notes")
 
 
-def _run_frontend_snippet(page, api: Api, *, add_credentials: bool = False) -> dict:
+def _run_seed_snippet(page, api: Api, *, add_credentials: bool = False) -> dict:
     """Run the snippet unchanged; a local ``fetch`` records what the real one answered and a
     local ``setError`` what the snippet reported."""
-    snippet = _frontend_snippet(api)
+    snippet = _seed_snippet(api)
     if add_credentials:   # docs/csrf.md: from another origin of the same site, add this to both calls
         snippet = snippet.replace("/api/csrf')", "/api/csrf', { credentials: 'include' })")
         snippet = snippet.replace("method: 'POST',", "method: 'POST',\n    credentials: 'include',")
@@ -492,13 +492,13 @@ def _run_frontend_snippet(page, api: Api, *, add_credentials: bool = False) -> d
     return page.evaluate(script)
 
 
-def test_frontend_csrf_snippet_works_as_written_on_the_api_origin(context, api):
-    assert " ".join(FRONTEND_SNIPPET.split()) in " ".join((ROOT / "docs" / "csrf.md").read_text().split()), \
-        "docs/csrf.md no longer quotes the front-end snippet that this test runs"
+def test_seed_csrf_snippet_works_as_written_on_the_api_origin(context, api):
+    assert " ".join(SEED_SNIPPET.split()) in " ".join((ROOT / "docs" / "csrf.md").read_text().split()), \
+        "docs/csrf.md no longer quotes the product's CSRF snippet that this test runs"
     page = context.new_page()
     assert page.goto(api.url("/api/count")).status == 200      # any page on the API's own origin
     before = api.count()
-    result = _run_frontend_snippet(page, api)
+    result = _run_seed_snippet(page, api)
     assert result["reported"] is None, result
     (csrf, post) = result["seen"]
     assert csrf["status"] == 200 and set(csrf["body"]) == {"token"}
@@ -507,19 +507,19 @@ def test_frontend_csrf_snippet_works_as_written_on_the_api_origin(context, api):
     assert api.count() == before + 1
 
 
-def test_frontend_csrf_snippet_from_app_origin_needs_credentials_include(context, api, static_site):
+def test_seed_csrf_snippet_from_app_origin_needs_credentials_include(context, api, static_site):
     """As docs/csrf.md says: cross-origin, the snippet as written reads a token but the cookie
     is neither stored nor sent, so the POST is refused (and the snippet does not notice);
     with credentials: 'include' on both calls it works."""
     page = open_page(context, static_site.trusted)
     before = api.count()
-    as_written = _run_frontend_snippet(page, api)
+    as_written = _run_seed_snippet(page, api)
     assert as_written["reported"] is None
     assert as_written["seen"][0]["status"] == 200
     assert as_written["seen"][1]["status"] == 400 and as_written["seen"][1]["body"] == CSRF_ERROR
     assert api.count() == before
 
-    fixed = _run_frontend_snippet(page, api, add_credentials=True)
+    fixed = _run_seed_snippet(page, api, add_credentials=True)
     assert fixed["reported"] is None
     assert fixed["seen"][1]["status"] == 201, fixed
     assert api.count() == before + 1
