@@ -37,6 +37,10 @@ def wheel(tmp_path_factory) -> Path:
         shutil.copy(ROOT / name, tree / name)
     shutil.copytree(ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     out = tmp_path_factory.mktemp("dist")
+    import setuptools
+    major = int(setuptools.__version__.split(".")[0])
+    assert major >= 77, (f"setuptools {setuptools.__version__} cannot build this project (PEP 639 license "
+                         f"metadata); the test extra needs setuptools>=77: pip install -e '.[test]'")
     # --no-isolation: the build backend comes from this environment, not from a download
     proc = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out)],
                           cwd=tree, capture_output=True, text=True, timeout=120)
