@@ -236,5 +236,11 @@ def test_docs_say_how_to_run_flowlet_from_the_venv():
     """The README installs into .venv; pages that write a bare `flowlet` say to activate it."""
     readme = (ROOT / "README.md").read_text()
     assert "source .venv/bin/activate" in readme
-    tutorial = (ROOT / "docs" / "tutorial.md").read_text()
-    assert "source .venv/bin/activate" in tutorial and ".venv/bin/flowlet" in tutorial
+    silent = []
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        text = page.read_text()
+        commands = [b.text for b in doccheck.blocks(text) if b.lang in ("console", "sh", "bash")]
+        if any(re.search(r"(^|\$ |\| )flowlet ", c, re.M) for c in commands) and not (
+                "source .venv/bin/activate" in text and ".venv/bin/flowlet" in text):
+            silent.append(page.name)
+    assert not silent, f"pages that write `flowlet` without saying how to run it from .venv: {silent}"
