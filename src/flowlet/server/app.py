@@ -26,7 +26,8 @@ log = logging.getLogger("flowlet.server")
 
 JSON = Any                                    # a decoded request body: arbitrary JSON, a form map or text
 Headers = list[tuple[bytes, bytes]]
-Message = MutableMapping[str, Any]            # an ASGI message: its values depend on its type
+Scope = dict[str, Any]                        # ASGI scope and messages: their values depend on their type
+Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
@@ -64,7 +65,7 @@ class FlowletApp:
         self._seq = 0
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self.handle(scope, receive, send)
         elif scope["type"] == "lifespan":
@@ -72,7 +73,7 @@ class FlowletApp:
 
     # ---- one request -------------------------------------------------------------------
 
-    async def handle(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         logged = self.access.enabled
         started = time.perf_counter() if logged else 0.0
         req = Request(scope)
@@ -211,11 +212,13 @@ class FlowletApp:
             async with asyncio.timeout(self.timeout):
                 return await flow.run(env, self.ctx)
         except TimeoutError:
-            log.warning("flow %s %s timed out after %ss", route.method, route.pattern.text, self.timeout,
+            cfg = route.config
+            log.warning("flow %s %s timed out after %ss", cfg.method, cfg.pattern.text, self.timeout,
                         extra={"request_id": rid})
             raise HTTPError(504, "flow timed out") from None
         except (StepFailed, ExprError) as exc:
-            log.error("flow %s %s failed: %s", route.method, route.pattern.text, exc, extra={"request_id": rid})
+            cfg = route.config
+            log.error("flow %s %s failed: %s", cfg.method, cfg.pattern.text, exc, extra={"request_id": rid})
             raise HTTPError(500, "internal error") from None
 
     # ---- lifespan ----------------------------------------------------------------------

@@ -13,7 +13,7 @@ def describe_routes(ws: Workspace) -> dict:
             endpoints.append({
                 "method": method,
                 "path": entry.full_path,
-                "file": f"{r.file}:{r.line}",
+                "file": f"{r.config.file}:{r.config.line}",
                 "auth": r.config.auth.describe() if r.config.auth is not None else None,
                 "csrf": r.config.csrf,
                 "cors": r.cors is not None,

@@ -18,6 +18,7 @@ from flowlet.flows.flow import Flow, compile_flow
 from flowlet.routing import PathPattern, RouteTable
 from flowlet.security.auth import compile_auth
 from flowlet.security.cors import FlowCorsInput, PathCors, csrf_endpoint_cors, merge_path
+from flowlet.security.csrf import CsrfKeys, CsrfPolicy
 from flowlet.source import YMap, load_yaml
 from flowlet.workspace.builtin import CsrfTokenHandler
 from flowlet.workspace.endpoint import METHODS, EndpointConfig, parse_endpoint
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from flowlet.secrets.store import Store
     from flowlet.secrets.view import SecretsView
     from flowlet.security.auth import AuthPolicy
-    from flowlet.security.csrf import CsrfKeys
     from flowlet.security.scopes import ScopePolicy
 
 __all__ = ["METHODS", "EndpointConfig", "PathEntry", "Route", "Workspace", "load_workspace"]
@@ -259,7 +259,6 @@ def _build(root: Path, settings: Settings, groups: list[_PathGroup], path_cors: 
            secrets: _Secrets, warnings: list[ConfigError]) -> Workspace:
     csrf_keys = None
     if secrets.view is not None:
-        from flowlet.security.csrf import CsrfKeys
         csrf_keys = CsrfKeys(secrets.view, secrets.store)
     table: RouteTable[PathEntry] = RouteTable(settings.api_prefix)
     paths = [_path_entry(g, cors, settings, csrf_keys) for g, cors in zip(groups, path_cors)]
@@ -276,16 +275,17 @@ def _build(root: Path, settings: Settings, groups: list[_PathGroup], path_cors: 
 
 def _path_entry(group: _PathGroup, cors: PathCors | None, settings: Settings,
                 csrf_keys: CsrfKeys | None) -> PathEntry:
-    routes: dict[str, Route] = {}
-    for method, ep in group.endpoints.items():
-        csrf = None
-        if ep.config.csrf and csrf_keys is not None:
-            from flowlet.security.csrf import CsrfPolicy
-            csrf = CsrfPolicy(settings.csrf, csrf_keys, cors)
-        answers = cors is not None and method in cors.methods
-        routes[method] = Route(ep.config, ep.flow, cors=cors if answers else None, auth=ep.auth,
-                               scope_policy=ep.scope_policy, csrf=csrf)
+    routes = {method: _compile_route(ep, cors, settings, csrf_keys) for method, ep in group.endpoints.items()}
     return PathEntry(group.pattern, group.full_path, routes, cors, allow_header(list(routes)))
+
+
+def _compile_route(ep: _Endpoint, path_cors: PathCors | None, settings: Settings,
+                   csrf_keys: CsrfKeys | None) -> Route:
+    """The endpoint's immutable route: its handler and every compiled policy (``None`` when unused)."""
+    in_cors = path_cors is not None and ep.config.method in path_cors.methods
+    csrf = CsrfPolicy(settings.csrf, csrf_keys, path_cors) if ep.config.csrf and csrf_keys is not None else None
+    return Route(ep.config, ep.flow, cors=path_cors if in_cors else None, auth=ep.auth,
+                 scope_policy=ep.scope_policy, csrf=csrf)
 
 
 def _csrf_entry(settings: Settings, keys: CsrfKeys, paths: list[PathEntry]) -> PathEntry:

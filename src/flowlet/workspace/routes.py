@@ -47,22 +47,6 @@ class Route:
     csrf: CsrfPolicy | None = None
     reads_body: bool = True
 
-    @property
-    def method(self) -> str:
-        return self.config.method
-
-    @property
-    def pattern(self) -> PathPattern:
-        return self.config.pattern
-
-    @property
-    def file(self) -> str:
-        return self.config.file
-
-    @property
-    def line(self) -> int:
-        return self.config.line
-
 
 @dataclass(frozen=True, slots=True)
 class PathEntry:
