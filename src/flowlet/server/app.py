@@ -95,7 +95,7 @@ class FlowletApp:
     async def pipeline(self, req: Request, receive: Receive, rid: str = "") -> Response:
         """Route (404/405) -> CORS -> authentication (401) -> scope (403) -> CSRF (400)
         -> body (413/400) -> flow (504/500). A stage refuses by raising HTTPError."""
-        cors: Headers = []
+        cors: Headers | tuple[()] = ()
         try:
             route, params, answer = self.route(req)
             if answer is not None:
