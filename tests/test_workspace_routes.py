@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import shutil
@@ -10,9 +9,9 @@ import shutil
 import pytest
 
 from conftest import DEMO
+from fakes import request, run
 from flowlet.errors import ConfigError
 from flowlet.flows.flow import Response
-from flowlet.http import Request
 from flowlet.routing import RouteTable, parse_path
 from flowlet.server.app import FlowletApp
 from flowlet.workspace.builtin import CsrfTokenHandler
@@ -32,11 +31,6 @@ def ws(tmp_path_factory):
 def _route(ws: Workspace, method: str, path: str) -> Route:
     entry, _ = next(ws.table.match(path))
     return entry.routes[method]
-
-
-def _request(method: str, path: str, headers: dict[str, str] | None = None) -> Request:
-    return Request({"type": "http", "method": method, "path": path, "scheme": "http", "query_string": b"",
-                    "headers": [(k.encode(), v.encode()) for k, v in (headers or {}).items()]})
 
 
 async def _no_body() -> dict:
@@ -95,12 +89,12 @@ def test_pipeline_answers_with_a_response_for_every_outcome(ws):
     for method, path, status in [("GET", "/api/hello", 200), ("GET", "/api/nowhere", 404),
                                  ("DELETE", "/api/hello", 405), ("GET", "/api/reports", 401),
                                  ("OPTIONS", "/api/hello", 204), ("GET", "/api/csrf", 200)]:
-        resp = asyncio.run(app.pipeline(_request(method, path), _no_body))
+        resp = run(app.pipeline(request(method=method, path=path, scheme="http"), _no_body))
         assert isinstance(resp, Response) and resp.status == status, (method, path, resp.status)
 
 
 def test_csrf_token_answer_sets_the_cookie_and_no_store(ws):
-    resp = asyncio.run(FlowletApp(ws, access_log=False).pipeline(_request("GET", "/api/csrf"), _no_body))
+    resp = run(FlowletApp(ws, access_log=False).pipeline(request(method="GET", path="/api/csrf", scheme="http"), _no_body))
     headers = dict(resp.headers)
     assert headers[b"cache-control"] == b"no-store"
     assert headers[b"set-cookie"].startswith(ws.settings.csrf.cookie.encode() + b"=")
@@ -127,9 +121,9 @@ def test_a_bug_is_one_500_with_the_cors_headers_kept(ws, caplog):
     table.add(with_cors.pattern, dataclasses.replace(with_cors, routes={method: broken}))
     app = FlowletApp(dataclasses.replace(ws, table=table), access_log=False)
     origin = with_cors.cors.describe()["domains"][0].replace("*.", "a.")
-    req = _request(method, with_cors.full_path.replace("{id:int}", "5"), {"origin": origin})
+    req = request({"origin": origin}, method=method, path=with_cors.full_path, scheme="http")
     with caplog.at_level(logging.ERROR, logger="flowlet.server"):
-        resp = asyncio.run(app.pipeline(req, _no_body))
+        resp = run(app.pipeline(req, _no_body))
     assert resp.status == 500 and resp.body == b'{"error":"internal error"}'
     assert dict(resp.headers)[b"access-control-allow-origin"] == origin.encode()
     assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
