@@ -34,8 +34,9 @@ from joserfc.jwk import JWKRegistry
 from flowlet.errors import HTTPError
 from flowlet.http import Request
 from flowlet.secrets.model import JwtSecret
-from flowlet.security.jwt import (SUPPORTED_ALGORITHMS, InvalidToken, JwtPolicy, keyset_from_jwks,
-                                  keyset_from_secret, verify_signature)
+from flowlet.jose import SUPPORTED_ALGORITHMS
+from flowlet.security.jwt import InvalidToken, JwtPolicy, keyset_from_jwks, keyset_from_secret, verify_signature
+from flowlet.security.runtime import AuthRuntime
 
 VECTORS = Path(__file__).parent / "data" / "wycheproof_json_web_signature_test.json"
 DATA = json.loads(VECTORS.read_text())
@@ -227,11 +228,11 @@ def test_rfc7515_a1_passes_the_whole_policy_before_its_exp():
         return Request({"type": "http", "method": "GET", "path": "/api/x",
                         "headers": [(b"authorization", b"Bearer " + token.encode())]})
 
-    before = JwtPolicy("rfc", realm="r", secrets=View(), clock=lambda: 1300819380 - 100)
+    before = JwtPolicy("rfc", realm="r", secrets=View(), runtime=AuthRuntime(clock=lambda: 1300819380 - 100))
     auth = asyncio.run(before.authenticate(request()))
     assert auth == {"type": "jwt", "user": None, "scopes": [],
                     "claims": {"iss": "joe", "exp": 1300819380, "http://example.com/is_root": True}}
-    after = JwtPolicy("rfc", realm="r", secrets=View(), clock=lambda: 1300819380 + 61)
+    after = JwtPolicy("rfc", realm="r", secrets=View(), runtime=AuthRuntime(clock=lambda: 1300819380 + 61))
     with pytest.raises(HTTPError) as err:
         asyncio.run(after.authenticate(request()))
     assert err.value.status == 401 and "expired" in err.value.message

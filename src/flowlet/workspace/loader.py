@@ -14,6 +14,7 @@ from flowlet.errors import ConfigError, ConfigErrors
 from flowlet.expr import compile_expr
 from flowlet.flows.flow import Flow, compile_flow
 from flowlet.routing import PathPattern, RouteTable, parse_path
+from flowlet.security.runtime import AuthRuntime
 from flowlet.workspace.settings import Settings, load_settings
 from flowlet.source import YMap, check_keys, expect_map, get_bool, get_str, load_yaml
 
@@ -71,8 +72,10 @@ class Workspace:
     secrets: Any = None            # SecretsView
     csrf_keys: Any = None
     csrf_entry: PathEntry | None = None
+    auth_runtime: AuthRuntime = field(default_factory=AuthRuntime)
 
     def close(self) -> None:
+        self.auth_runtime.close()
         if self.store is not None:
             self.store.close()
 
@@ -132,9 +135,10 @@ def load_workspace(root: str | Path, *, display_root: str | None = None, open_se
 
     # 3. Compile flows and policies.
     routes: list[Route] = []
+    auth_runtime = AuthRuntime()
     for name, doc, ep in parsed:
         try:
-            routes.append(_compile_route(name, doc, ep, settings, root, secrets))
+            routes.append(_compile_route(name, doc, ep, settings, root, secrets, auth_runtime))
         except ConfigError as exc:
             errors.append(exc.located(name, doc.line))
 
@@ -208,7 +212,8 @@ def load_workspace(root: str | Path, *, display_root: str | None = None, open_se
         table.static[csrf_path] = csrf_entry
 
     return Workspace(root=root, settings=settings, routes=routes, paths=list(entries.values()), table=table,
-                     warnings=warnings, store=store, secrets=secrets, csrf_keys=csrf_keys, csrf_entry=csrf_entry)
+                     warnings=warnings, store=store, secrets=secrets, csrf_keys=csrf_keys, csrf_entry=csrf_entry,
+                     auth_runtime=auth_runtime)
 
 
 def _parse_endpoint(doc: YMap) -> dict:
@@ -235,7 +240,8 @@ def _parse_endpoint(doc: YMap) -> dict:
     return out
 
 
-def _compile_route(name: str, doc: YMap, ep: dict, settings: Settings, root: Path, secrets: Any) -> Route:
+def _compile_route(name: str, doc: YMap, ep: dict, settings: Settings, root: Path, secrets: Any,
+                   auth_runtime: AuthRuntime) -> Route:
     flow = compile_flow(doc, root=root, secrets=secrets)
     route = Route(method=ep["method"], pattern=ep["pattern"], file=name, line=ep["block"].line, flow=flow,
                   auth_config=ep["auth"], cors_config=ep["cors"], csrf_required=ep["csrf"],
@@ -245,7 +251,7 @@ def _compile_route(name: str, doc: YMap, ep: dict, settings: Settings, root: Pat
         if secrets is None:
             raise ConfigError("authentication needs the secrets store", name, ep["block"].line)
         route.auth, route.scope = compile_auth(
-            ep["auth"], realm=settings.name, secrets=secrets,
+            ep["auth"], realm=settings.name, secrets=secrets, runtime=auth_runtime,
             compile_expr=lambda src, where: compile_expr(src, where, allow_secret=False))
     return route
 
