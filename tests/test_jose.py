@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from flowlet.jose import SUPPORTED_ALGORITHMS, import_pem, key_algorithms
 from flowlet.secrets import crypto
 from flowlet.secrets.model import JwtSecret
 from flowlet.security.jwt import keyset_from_jwks, keyset_from_secret
+from test_auth_jwt import _pem as _public_pem
+from test_auth_jwt import _private_pem
 
 KEYS = {
     "RSA": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
@@ -19,16 +20,6 @@ KEYS = {
     "Ed25519": ed25519.Ed25519PrivateKey.generate,
     "Ed448": ed448.Ed448PrivateKey.generate,
 }
-
-
-def _public_pem(private_key) -> bytes:
-    return private_key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def _private_pem(private_key) -> bytes:
-    return private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption())
 
 
 @pytest.fixture(scope="module", params=list(KEYS))

@@ -470,20 +470,32 @@ def merge_path(path: str, flows: list[FlowCorsInput],
         return None, []
     star = [f for f in members if f.cors.allow == "all"]
     if star:
-        for f in members:
-            if f.cors.credentials:
-                file, line = f.cors.where("credentials")
-                raise ConfigError(
-                    f"{f.method} {path}: credentials: true cannot share a path with "
-                    f"{star[0].method}'s allow: all (all methods of a path share one CORS "
-                    f"answer, and browsers refuse credentials with '*')", file, line)
-        for f in flows:
-            if f.csrf:
-                raise ConfigError(
-                    f"{f.method} {path}: csrf: true on a path whose CORS answer is allow: all "
-                    f"(from {star[0].method}): every origin would pass the CSRF origin check",
-                    *f.where)
+        _check_star(path, flows, members, star)
+    answer, domain_src, header_src = _merged(members, star, csrf_header)
+    return answer, _widening_warnings(path, members, star, answer, domain_src, header_src, csrf_header)
 
+
+def _check_star(path: str, flows: list[FlowCorsInput], members: list[FlowCorsInput],
+                star: list[FlowCorsInput]) -> None:
+    """allow: all on a path admits neither credentials nor CSRF protection on it."""
+    for f in members:
+        if f.cors.credentials:
+            file, line = f.cors.where("credentials")
+            raise ConfigError(
+                f"{f.method} {path}: credentials: true cannot share a path with "
+                f"{star[0].method}'s allow: all (all methods of a path share one CORS "
+                f"answer, and browsers refuse credentials with '*')", file, line)
+    for f in flows:
+        if f.csrf:
+            raise ConfigError(
+                f"{f.method} {path}: csrf: true on a path whose CORS answer is allow: all "
+                f"(from {star[0].method}): every origin would pass the CSRF origin check",
+                *f.where)
+
+
+def _merged(members: list[FlowCorsInput], star: list[FlowCorsInput],
+            csrf_header: str) -> tuple[PathCors, dict[str, list[str]], dict[str, list[str]]]:
+    """The path's answer, and why each domain and header is in it (for the warnings)."""
     domains: dict[str, DomainPattern] = {}
     headers: dict[str, str] = {}                  # lower -> spelling
     header_src: dict[str, list[str]] = {}         # lower -> reasons
@@ -503,14 +515,19 @@ def merge_path(path: str, flows: list[FlowCorsInput],
         if f.csrf:
             headers.setdefault(csrf_header.lower(), csrf_header)
             header_src.setdefault(csrf_header.lower(), []).append(f"{f.method} requires CSRF")
-    allow = "all" if star else "selected"
-    credentials = any(f.cors.credentials for f in members)
-    max_age = max(f.cors.max_age for f in members)
-    answer = PathCors(methods=[f.method for f in members], allow=allow,
+    answer = PathCors(methods=[f.method for f in members], allow="all" if star else "selected",
                       domains=() if star else domains.values(), headers=headers.values(),
-                      credentials=credentials, max_age=max_age)
+                      credentials=any(f.cors.credentials for f in members),
+                      max_age=max(f.cors.max_age for f in members))
+    return answer, domain_src, header_src
 
+
+def _widening_warnings(path: str, members: list[FlowCorsInput], star: list[FlowCorsInput],
+                       answer: PathCors, domain_src: dict[str, list[str]],
+                       header_src: dict[str, list[str]], csrf_header: str) -> list[ConfigError]:
+    """One warning per flow and aspect in which the merged answer is wider than the flow's own."""
     warnings: list[ConfigError] = []
+    credentials, max_age = answer.credentials, answer.max_age
 
     def warn(f: FlowCorsInput, key: str, message: str) -> None:
         file, line = f.cors.where(key)
@@ -548,7 +565,7 @@ def merge_path(path: str, flows: list[FlowCorsInput],
             warn(f, "max_age", f"preflights cached for {max_age} s, not {cfg.max_age} s, "
                                f"because {', '.join(sources)} "
                                f"{'sets' if len(sources) == 1 else 'set'} max_age: {max_age}")
-    return answer, warnings
+    return warnings
 
 
 def _names(flows: list[FlowCorsInput]) -> str:

@@ -23,7 +23,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
 from flowlet.errors import ConfigError, HTTPError
 from flowlet.headers import TOKEN_CHARS, is_token
@@ -172,12 +172,12 @@ def rotate(store: _KeyStore, *, clock: Callable[[], float] = time.time) -> None:
 class _KeyState:
     """HMAC objects derived once per key change; requests only ``copy()`` them."""
 
-    current: Any                     # hmac.HMAC keyed with the current key
-    previous: Any | None             # hmac.HMAC keyed with the previous key, if any
+    current: hmac.HMAC               # keyed with the current key
+    previous: hmac.HMAC | None       # keyed with the previous key, if any
     rotated_at: float                # when ``current`` replaced ``previous``
 
 
-def _mac(base: Any, token: bytes) -> str:
+def _mac(base: hmac.HMAC, token: bytes) -> str:
     h = base.copy()
     h.update(token)
     return _b64url(h.digest())
