@@ -11,6 +11,9 @@ import time
 from typing import Any, Awaitable, Callable, MutableMapping
 from urllib.parse import parse_qsl
 
+from granian.rsgi import HTTPProtocol, ProtocolClosed, ProtocolError
+from granian.rsgi import Scope as RSGIScope
+
 from flowlet.errors import HTTPError
 from flowlet.expr import ExprError
 from flowlet.flows.flow import JSON_CT, Response, dump_json
@@ -59,11 +62,38 @@ class FlowletApp:
         self.timeout = ws.settings.timeout_s
         hsts = hsts_header(ws.settings.hsts)
         self.hsts: tuple[tuple[bytes, bytes], ...] = (hsts,) if hsts else ()
+        self.hsts_str = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in self.hsts)
         self.ctx = RunContext()
         self.access = AccessLog(access_log)
         self._pid = f"{os.getpid():x}"
         self._seq = 0
         self._tasks: list[asyncio.Task[None]] = []
+
+    # ---- entry points: RSGI (granian, what `flowlet serve` runs) and ASGI (any ASGI server) -----
+
+    async def __rsgi__(self, scope: RSGIScope, proto: HTTPProtocol) -> None:
+        if scope.proto != "http":
+            return                                      # websockets are off
+        started = time.perf_counter() if self.access.enabled else 0.0
+        req = Request.from_rsgi(scope)
+        resp, rid = await self.answer(req, RsgiBody(proto))
+        # granian takes str headers: ours are latin-1 bytes, so this is a byte-for-byte copy.
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers]
+        headers.append(("x-request-id", rid))
+        if req.secure:
+            headers.extend(self.hsts_str)
+        if resp.status == 204:
+            proto.response_empty(204, headers)
+        else:                                           # granian sets Content-Length; no body for HEAD
+            proto.response_bytes(resp.status, headers, resp.body)
+        if started:
+            self.access.record(req.method, req.path, resp.status, started, rid, asyncio.get_running_loop())
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.start(loop)
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.run_until_complete(self.stop())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -71,17 +101,10 @@ class FlowletApp:
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
 
-    # ---- one request -------------------------------------------------------------------
-
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        logged = self.access.enabled
-        started = time.perf_counter() if logged else 0.0
+        started = time.perf_counter() if self.access.enabled else 0.0
         req = Request(scope)
-        rid = req.headers.get("x-request-id")
-        if rid is None or not _REQUEST_ID.match(rid):
-            self._seq += 1
-            rid = f"{self._pid}-{self._seq:x}"
-        resp = await self.pipeline(req, receive, rid)
+        resp, rid = await self.answer(req, AsgiBody(receive))
         headers = [*resp.headers, (b"x-request-id", rid.encode())]   # a copy: answers may be shared
         if req.secure:
             headers.extend(self.hsts)
@@ -89,10 +112,20 @@ class FlowletApp:
             headers.append((b"content-length", str(len(resp.body)).encode()))
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if req.method == "HEAD" else resp.body})
-        if logged:
+        if started:
             self.access.record(req.method, req.path, resp.status, started, rid, asyncio.get_running_loop())
 
-    async def pipeline(self, req: Request, receive: Receive, rid: str = "") -> Response:
+    # ---- one request -------------------------------------------------------------------
+
+    async def answer(self, req: Request, body: BodySource) -> tuple[Response, str]:
+        """The response and the request id, whichever interface the request came in on."""
+        rid = req.headers.get("x-request-id")
+        if rid is None or not _REQUEST_ID.match(rid):
+            self._seq += 1
+            rid = f"{self._pid}-{self._seq:x}"
+        return await self.pipeline(req, body, rid), rid
+
+    async def pipeline(self, req: Request, receive: BodySource, rid: str = "") -> Response:
         """Route (404/405) -> CORS -> authentication (401) -> scope (403) -> CSRF (400)
         -> body (413/400) -> flow (504/500). A stage refuses by raising HTTPError."""
         cors: Headers | tuple[()] = ()
@@ -155,7 +188,7 @@ class FlowletApp:
         if size > self.limit:
             raise HTTPError(413, self.too_large)
 
-    async def read_body(self, req: Request, receive: Receive) -> JSON:
+    async def read_body(self, req: Request, source: BodySource) -> JSON:
         declared = req.headers.get("content-length")
         if declared is not None:
             if not declared.isdigit():
@@ -163,37 +196,12 @@ class FlowletApp:
             self.check_size(int(declared))
             if declared == "0":
                 return None
-        elif "transfer-encoding" not in req.headers and req.scope.get("http_version") != "2":
+        elif "transfer-encoding" not in req.headers and req.http_version != "2":
             return None                       # HTTP/1.x without either header: no body (RFC 9112 6.3)
-        message = await receive()             # usually the whole body; time out only when it is not
-        if message["type"] == "http.disconnect":
-            raise HTTPError(400, "client disconnected")
-        raw = message.get("body", b"")
-        self.check_size(len(raw))
-        # granian sends a small body with more_body=True, then an empty last message: when the
-        # declared length is all here, do not wait for that (a timeout and an event-loop turn).
-        if message.get("more_body", False) and (declared is None or len(raw) < int(declared)):
-            raw = await self._read_rest(receive, [raw], len(raw))
+        raw = await source.read(self, None if declared is None else int(declared))
         if not raw:
             return None
         return parse_body(raw, req.headers.get("content-type", ""))
-
-    async def _read_rest(self, receive: Receive, chunks: list[bytes], size: int) -> bytes:
-        try:
-            async with asyncio.timeout(self.timeout):
-                more = True
-                while more:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise HTTPError(400, "client disconnected")
-                    chunk = message.get("body", b"")
-                    more = message.get("more_body", False)
-                    size += len(chunk)
-                    self.check_size(size)
-                    chunks.append(chunk)
-        except TimeoutError:
-            raise HTTPError(408, "request body not received in time") from None
-        return b"".join(chunks)
 
     async def run_flow(self, route: Route, req: Request, params: dict[str, int | str], auth: dict[str, JSON],
                        body: JSON, rid: str = "") -> Response:
@@ -223,20 +231,92 @@ class FlowletApp:
 
     # ---- lifespan ----------------------------------------------------------------------
 
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Background work for the worker's life (the loop need not run yet)."""
+        if self.ws.secrets is not None:
+            self._tasks.append(loop.create_task(self.ws.secrets.run()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.ctx.aclose()
+        self.access.flush()
+
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                if self.ws.secrets is not None:
-                    self._tasks.append(asyncio.create_task(self.ws.secrets.run()))
+                self.start(asyncio.get_running_loop())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                for task in self._tasks:
-                    task.cancel()
-                await self.ctx.aclose()
-                self.access.flush()
+                await self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+class AsgiBody:
+    """The request body from ASGI ``receive`` messages."""
+    __slots__ = ("receive",)
+
+    def __init__(self, receive: Receive):
+        self.receive = receive
+
+    async def read(self, app: FlowletApp, declared: int | None) -> bytes:
+        message = await self.receive()        # usually the whole body; time out only when it is not
+        if message["type"] == "http.disconnect":
+            raise HTTPError(400, "client disconnected")
+        raw = message.get("body", b"")
+        app.check_size(len(raw))
+        # granian sends a small body with more_body=True, then an empty last message: when the
+        # declared length is all here, do not wait for that (a timeout and an event-loop turn).
+        if message.get("more_body", False) and (declared is None or len(raw) < declared):
+            raw = await self._read_rest(app, [raw], len(raw))
+        return raw
+
+    async def _read_rest(self, app: FlowletApp, chunks: list[bytes], size: int) -> bytes:
+        try:
+            async with asyncio.timeout(app.timeout):
+                more = True
+                while more:
+                    message = await self.receive()
+                    if message["type"] == "http.disconnect":
+                        raise HTTPError(400, "client disconnected")
+                    chunk = message.get("body", b"")
+                    more = message.get("more_body", False)
+                    size += len(chunk)
+                    app.check_size(size)
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise HTTPError(408, "request body not received in time") from None
+        return b"".join(chunks)
+
+
+class RsgiBody:
+    """The request body from granian's RSGI protocol object."""
+    __slots__ = ("proto",)
+
+    def __init__(self, proto: HTTPProtocol):
+        self.proto = proto
+
+    async def read(self, app: FlowletApp, declared: int | None) -> bytes:
+        try:
+            async with asyncio.timeout(app.timeout):
+                if declared is not None:      # already checked against the limit
+                    return await self.proto()
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in self.proto:
+                    size += len(chunk)
+                    app.check_size(size)
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except TimeoutError:
+            raise HTTPError(408, "request body not received in time") from None
+        except (ProtocolClosed, ProtocolError):
+            raise HTTPError(400, "client disconnected") from None
+
+
+BodySource = AsgiBody | RsgiBody
 
 
 def _merge_vary(headers: Headers, cors: Headers) -> Headers:

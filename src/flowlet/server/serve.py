@@ -28,7 +28,7 @@ def serve(root: Path, *, host: str, port: int, workers: int, tls_cert: str | Non
         factory=True,
         address=host,
         port=port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.RSGI,
         workers=workers,
         http=HTTPModes.auto,
         websockets=False,
