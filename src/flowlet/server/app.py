@@ -68,6 +68,7 @@ class FlowletApp:
         self._pid = f"{os.getpid():x}"
         self._seq = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self.loop: asyncio.AbstractEventLoop | None = None     # set by start(); the log flushes on it
 
     # ---- entry points: RSGI (granian, what `flowlet serve` runs) and ASGI (any ASGI server) -----
 
@@ -76,9 +77,9 @@ class FlowletApp:
             return                                      # websockets are off
         started = time.perf_counter() if self.access.enabled else 0.0
         req = Request.from_rsgi(scope)
-        resp, rid = await self.answer(req, RsgiBody(proto))
-        # granian takes str headers: ours are latin-1 bytes, so this is a byte-for-byte copy.
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers]
+        rid = self.request_id(req)
+        resp = await self.pipeline(req, proto, rid)
+        headers = [_WIRE.get(h) or _to_wire(h) for h in resp.headers]
         headers.append(("x-request-id", rid))
         if req.secure:
             headers.extend(self.hsts_str)
@@ -87,7 +88,7 @@ class FlowletApp:
         else:                                           # granian sets Content-Length; no body for HEAD
             proto.response_bytes(resp.status, headers, resp.body)
         if started:
-            self.access.record(req.method, req.path, resp.status, started, rid, asyncio.get_running_loop())
+            self.access.record(req.method, req.path, resp.status, started, rid, self.loop)
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.start(loop)
@@ -104,7 +105,8 @@ class FlowletApp:
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter() if self.access.enabled else 0.0
         req = Request(scope)
-        resp, rid = await self.answer(req, AsgiBody(receive))
+        rid = self.request_id(req)
+        resp = await self.pipeline(req, receive, rid)
         headers = [*resp.headers, (b"x-request-id", rid.encode())]   # a copy: answers may be shared
         if req.secure:
             headers.extend(self.hsts)
@@ -113,19 +115,19 @@ class FlowletApp:
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if req.method == "HEAD" else resp.body})
         if started:
-            self.access.record(req.method, req.path, resp.status, started, rid, asyncio.get_running_loop())
+            self.access.record(req.method, req.path, resp.status, started, rid, self.loop)
 
     # ---- one request -------------------------------------------------------------------
 
-    async def answer(self, req: Request, body: BodySource) -> tuple[Response, str]:
-        """The response and the request id, whichever interface the request came in on."""
+    def request_id(self, req: Request) -> str:
+        """The client's X-Request-Id when it is a sane token, else a new one."""
         rid = req.headers.get("x-request-id")
         if rid is None or not _REQUEST_ID.match(rid):
             self._seq += 1
             rid = f"{self._pid}-{self._seq:x}"
-        return await self.pipeline(req, body, rid), rid
+        return rid
 
-    async def pipeline(self, req: Request, receive: BodySource, rid: str = "") -> Response:
+    async def pipeline(self, req: Request, receive: Receive | HTTPProtocol, rid: str = "") -> Response:
         """Route (404/405) -> CORS -> authentication (401) -> scope (403) -> CSRF (400)
         -> body (413/400) -> flow (504/500). A stage refuses by raising HTTPError."""
         cors: Headers | tuple[()] = ()
@@ -188,7 +190,7 @@ class FlowletApp:
         if size > self.limit:
             raise HTTPError(413, self.too_large)
 
-    async def read_body(self, req: Request, source: BodySource) -> JSON:
+    async def read_body(self, req: Request, source: Receive | HTTPProtocol) -> JSON:
         declared = req.headers.get("content-length")
         if declared is not None:
             if not declared.isdigit():
@@ -198,7 +200,8 @@ class FlowletApp:
                 return None
         elif "transfer-encoding" not in req.headers and req.http_version != "2":
             return None                       # HTTP/1.x without either header: no body (RFC 9112 6.3)
-        raw = await source.read(self, None if declared is None else int(declared))
+        size = None if declared is None else int(declared)
+        raw = await (read_rsgi(self, source, size) if req.rsgi else read_asgi(self, source, size))
         if not raw:
             return None
         return parse_body(raw, req.headers.get("content-type", ""))
@@ -233,6 +236,7 @@ class FlowletApp:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Background work for the worker's life (the loop need not run yet)."""
+        self.loop = loop
         if self.ws.secrets is not None:
             self._tasks.append(loop.create_task(self.ws.secrets.run()))
 
@@ -254,73 +258,80 @@ class FlowletApp:
                 return
 
 
-class AsgiBody:
+async def read_asgi(app: FlowletApp, receive: Receive, declared: int | None) -> bytes:
     """The request body from ASGI ``receive`` messages."""
-    __slots__ = ("receive",)
-
-    def __init__(self, receive: Receive):
-        self.receive = receive
-
-    async def read(self, app: FlowletApp, declared: int | None) -> bytes:
-        message = await self.receive()        # usually the whole body; time out only when it is not
-        if message["type"] == "http.disconnect":
-            raise HTTPError(400, "client disconnected")
-        raw = message.get("body", b"")
-        app.check_size(len(raw))
-        # granian sends a small body with more_body=True, then an empty last message: when the
-        # declared length is all here, do not wait for that (a timeout and an event-loop turn).
-        if message.get("more_body", False) and (declared is None or len(raw) < declared):
-            raw = await self._read_rest(app, [raw], len(raw))
-        return raw
-
-    async def _read_rest(self, app: FlowletApp, chunks: list[bytes], size: int) -> bytes:
-        try:
-            async with asyncio.timeout(app.timeout):
-                more = True
-                while more:
-                    message = await self.receive()
-                    if message["type"] == "http.disconnect":
-                        raise HTTPError(400, "client disconnected")
-                    chunk = message.get("body", b"")
-                    more = message.get("more_body", False)
-                    size += len(chunk)
-                    app.check_size(size)
-                    chunks.append(chunk)
-        except TimeoutError:
-            raise HTTPError(408, "request body not received in time") from None
-        return b"".join(chunks)
+    message = await receive()             # usually the whole body; time out only when it is not
+    if message["type"] == "http.disconnect":
+        raise HTTPError(400, "client disconnected")
+    raw = message.get("body", b"")
+    app.check_size(len(raw))
+    # granian sends a small body with more_body=True, then an empty last message: when the
+    # declared length is all here, do not wait for that (a timeout and an event-loop turn).
+    if message.get("more_body", False) and (declared is None or len(raw) < declared):
+        raw = await _read_rest(app, receive, [raw], len(raw))
+    return raw
 
 
-class RsgiBody:
+async def _read_rest(app: FlowletApp, receive: Receive, chunks: list[bytes], size: int) -> bytes:
+    try:
+        async with asyncio.timeout(app.timeout):
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise HTTPError(400, "client disconnected")
+                chunk = message.get("body", b"")
+                more = message.get("more_body", False)
+                size += len(chunk)
+                app.check_size(size)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HTTPError(408, "request body not received in time") from None
+    return b"".join(chunks)
+
+
+async def read_rsgi(app: FlowletApp, proto: HTTPProtocol, declared: int | None) -> bytes:
     """The request body from granian's RSGI protocol object."""
-    __slots__ = ("proto",)
-
-    def __init__(self, proto: HTTPProtocol):
-        self.proto = proto
-
-    async def read(self, app: FlowletApp, declared: int | None) -> bytes:
-        try:
-            async with asyncio.timeout(app.timeout):
-                if declared is not None:      # already checked against the limit
-                    return await self.proto()
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in self.proto:
-                    size += len(chunk)
-                    app.check_size(size)
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except TimeoutError:
-            raise HTTPError(408, "request body not received in time") from None
-        except (ProtocolClosed, ProtocolError):
-            raise HTTPError(400, "client disconnected") from None
+    try:
+        async with asyncio.timeout(app.timeout):
+            if declared is not None:          # already checked against the limit
+                return await proto()
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in proto:
+                size += len(chunk)
+                app.check_size(size)
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except TimeoutError:
+        raise HTTPError(408, "request body not received in time") from None
+    except (ProtocolClosed, ProtocolError):
+        raise HTTPError(400, "client disconnected") from None
 
 
-BodySource = AsgiBody | RsgiBody
+# granian takes str headers; ours are latin-1 bytes. Most pairs are the same few values
+# (content type, CORS, Allow), so their conversion is remembered, within a bound; cookies are
+# per client and never kept.
+_WIRE: dict[tuple[bytes, bytes], tuple[str, str]] = {}
+_WIRE_MAX = 4096
+
+
+def _to_wire(pair: tuple[bytes, bytes]) -> tuple[str, str]:
+    wire = (pair[0].decode("latin-1"), pair[1].decode("latin-1"))
+    if pair[0] != b"set-cookie":
+        if len(_WIRE) >= _WIRE_MAX:
+            _WIRE.clear()         # a flood of one-off values costs only recomputation
+        _WIRE[pair] = wire
+    return wire
 
 
 def _merge_vary(headers: Headers, cors: Headers) -> Headers:
     """One Vary header when both the flow and CORS set one."""
+    for name, _ in headers:
+        if name == b"vary":
+            break
+    else:
+        return [*headers, *cors]          # the usual case: only CORS varies
     theirs = [v for k, v in headers if k == b"vary"]
     ours = [v for k, v in cors if k == b"vary"]
     if not theirs or not ours:
