@@ -84,6 +84,7 @@ class Contender:
     kind: str                      # raw | flowlet | starlette | fastapi
     server: str = "granian"        # granian | uvicorn
     interface: str = "asgi"        # granian's interface: asgi | rsgi
+    workers: int = 0               # granian workers; 0: the run's --workers
     cases: tuple[str, ...] | None = None     # None: every case
     env: tuple[tuple[str, str], ...] = ()
 
@@ -99,6 +100,8 @@ CONTENDERS = [
               env=(("FLOWLET_ACCESS_LOG", "0"),)),
     Contender("flowlet-log", "Flowlet (access log on)", "flowlet", interface="rsgi", cases=("open",),
               env=(("FLOWLET_ACCESS_LOG", "1"),)),
+    Contender("flowlet-2w", "Flowlet, 2 workers (no access log)", "flowlet", interface="rsgi", workers=2,
+              cases=("open",), env=(("FLOWLET_ACCESS_LOG", "0"),)),
     Contender("flowlet-asgi", "Flowlet's ASGI entry point on granian (no access log)", "flowlet", cases=("open",),
               env=(("FLOWLET_ACCESS_LOG", "0"),)),
     Contender("starlette", "Starlette + middleware (PyJWT)", "starlette", cases=GLUE_CASES),
@@ -143,7 +146,8 @@ def server_command(ctx: "Run", contender: Contender, case: Case, port: int) -> t
     if contender.kind != "flowlet":
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CONTENDERS_DIR), env.get("PYTHONPATH")) if p)
     if contender.server == "granian":
-        argv = [PY, "-m", "granian", "--interface", contender.interface, "--workers", str(ctx.workers),
+        argv = [PY, "-m", "granian", "--interface", contender.interface, "--workers",
+                str(contender.workers or ctx.workers),
                 "--loop", "auto", "--no-ws", "--no-access-log", "--log-level", "warning", "--host", HOST,
                 "--port", str(port)]
     else:
