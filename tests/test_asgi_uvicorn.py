@@ -21,7 +21,7 @@ CORE_CHECKS = [
     core.test_json_body_variants, core.test_body_over_limit_is_413, core.test_chunked_body_over_limit_is_413,
     core.test_slow_flow_is_504, core.test_raising_step_is_500_without_internals,
     core.test_text_response_with_content_type, core.test_access_log_line_per_request,
-    core.test_hostile_request_id_is_replaced,
+    core.test_hostile_request_id_is_replaced, core.test_stalled_body_is_408,
 ]
 CORS_CHECKS = [
     cors.test_error_answers_carry_cors_headers, cors.test_head_carries_what_get_carries,

@@ -22,6 +22,7 @@ from flowlet.http import Request
 from flowlet.jsonutil import StrictJSON
 from flowlet.security.auth import OPEN_AUTH
 from flowlet.security.hsts import hsts_header
+from flowlet.server.deadlines import BodyDeadlines
 from flowlet.server.log import AccessLog
 from flowlet.workspace.loader import PathEntry, Route, Workspace
 
@@ -60,6 +61,7 @@ class FlowletApp:
         self.limit = ws.settings.body_bytes
         self.too_large = f"request body larger than {self.limit} bytes"
         self.timeout = ws.settings.timeout_s
+        self.deadlines = BodyDeadlines(self.timeout)
         hsts = hsts_header(ws.settings.hsts)
         self.hsts: tuple[tuple[bytes, bytes], ...] = (hsts,) if hsts else ()
         self.hsts_str = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in self.hsts)
@@ -292,21 +294,38 @@ async def _read_rest(app: FlowletApp, receive: Receive, chunks: list[bytes], siz
 
 async def read_rsgi(app: FlowletApp, proto: HTTPProtocol, declared: int | None) -> bytes:
     """The request body from granian's RSGI protocol object."""
+    if declared is None:
+        return await _read_chunks(app, proto)
+    task = asyncio.current_task()
+    assert task is not None
+    app.deadlines.start(task)
+    try:
+        return await proto()              # the declared length was checked against the limit
+    except asyncio.CancelledError:
+        if app.deadlines.expired(task):
+            raise HTTPError(408, "request body not received in time") from None
+        raise
+    except (ProtocolClosed, ProtocolError):
+        raise HTTPError(400, "client disconnected") from None
+    finally:
+        app.deadlines.stop(task)
+
+
+async def _read_chunks(app: FlowletApp, proto: HTTPProtocol) -> bytes:
+    """A body of unknown length, counted as it comes."""
+    chunks: list[bytes] = []
+    size = 0
     try:
         async with asyncio.timeout(app.timeout):
-            if declared is not None:          # already checked against the limit
-                return await proto()
-            chunks: list[bytes] = []
-            size = 0
             async for chunk in proto:
                 size += len(chunk)
                 app.check_size(size)
                 chunks.append(chunk)
-            return b"".join(chunks)
     except TimeoutError:
         raise HTTPError(408, "request body not received in time") from None
     except (ProtocolClosed, ProtocolError):
         raise HTTPError(400, "client disconnected") from None
+    return b"".join(chunks)
 
 
 # granian takes str headers; ours are latin-1 bytes. Most pairs are the same few values
