@@ -125,6 +125,17 @@ def wait_exit(server: Serve, timeout: float) -> int | None:
         return None
 
 
+def answered(url: str, timeout: float = 20) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return httpx.get(url, timeout=5)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 # ---- the ready line ---------------------------------------------------------------------------
 
 def test_ready_line_is_printed_only_once_the_port_accepts(tmp_path):
@@ -229,6 +240,7 @@ def test_sigkill_of_the_server_takes_its_workers_along_and_frees_the_port(tmp_pa
     ws = make_workspace(tmp_path / "ws", HELLO)
     with Serve(ws, "--workers", "2") as srv:
         srv.wait_ready()
+        answered(srv.url + "/api/h")
         tree = remember_tree(srv)
         assert len(tree) >= 2
         srv.proc.kill()
@@ -240,3 +252,123 @@ def test_sigkill_of_the_server_takes_its_workers_along_and_frees_the_port(tmp_pa
         with Serve(ws, port=srv.port) as again:
             again.wait_ready()
             assert httpx.get(again.url + "/api/h", timeout=10).json() == 1
+
+
+# ---- reload -----------------------------------------------------------------------------------
+
+VERSIONED = {
+    "functions/__init__.py": "",
+    "functions/v.py": "import time\nVERSION = 1\ndef version(wait):\n    time.sleep(wait)\n    return VERSION\n",
+    "flows/v.yaml": """
+        endpoint: {method: GET, path: "/v"}
+        steps: [{id: r, function: "functions.v:version", input: {wait: "=double(query.wait)"}}]
+        respond: {body: {v: "=r", flow: 1}}
+    """,
+}
+_FLOW = "endpoint: {{method: GET, path: \"/v\"}}\nsteps: [{{id: r, function: \"functions.v:version\", " \
+        "input: {{wait: \"=double(query.wait)\"}}}}]\nrespond: {{body: {{v: \"=r\", flow: {flow}}}}}\n"
+
+
+def _set_version(ws: Path, version: int) -> None:
+    (ws / "functions/v.py").write_text(
+        f"import time\nVERSION = {version}\ndef version(wait):\n    time.sleep(wait)\n    return VERSION\n")
+    (ws / "flows/v.yaml").write_text(_FLOW.format(flow=version))
+
+
+class Load:
+    """Clients in threads, each request on a new connection, counting every answer."""
+
+    def __init__(self, url: str, clients: int = 4):
+        self.url = url
+        self.answers: list[tuple[float, int, dict | None]] = []
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._loop) for _ in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                r = httpx.get(self.url, timeout=20, headers={"connection": "close"})
+                self.answers.append((time.monotonic(), r.status_code, r.json() if r.status_code == 200 else None))
+            except Exception as exc:       # a refused or dropped connection counts as an error
+                self.errors.append(repr(exc))
+
+    def finish(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+
+    def latest(self) -> dict | None:
+        return self.answers[-1][2] if self.answers else None
+
+
+def _wait_for(predicate, timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_sighup_reloads_under_load_with_no_error_and_survives_a_broken_edit(tmp_path):
+    ws = make_workspace(tmp_path / "ws", VERSIONED)
+    with Serve(ws, "--workers", "2") as srv:
+        srv.wait_ready()
+        load = Load(srv.url + "/api/v?wait=0")
+        try:
+            _wait_for(lambda: load.latest() == {"v": 1, "flow": 1}, what="first answers")
+            (ws / "flows/v.yaml").write_text("endpoint: {method: GET, path: /v}\nrespond: {body: =nope(}\n")
+            srv.proc.send_signal(signal.SIGHUP)
+            _wait_for(lambda: "reload refused" in srv.stderr, what="the refusal")
+            assert "flows/v.yaml:2" in srv.stderr
+            count = len(load.answers)
+            _wait_for(lambda: len(load.answers) > count + 20, what="answers after the refusal")
+            assert load.latest() == {"v": 1, "flow": 1}
+            for version in (2, 3):
+                _set_version(ws, version)
+                srv.proc.send_signal(signal.SIGHUP)
+                _wait_for(lambda: load.latest() == {"v": version, "flow": version}, what=f"version {version}")
+            count = len(load.answers)
+            _wait_for(lambda: len(load.answers) > count + 20, what="answers after the last reload")
+        finally:
+            load.finish()
+        assert srv.proc.poll() is None, srv.stderr
+        assert load.errors == []
+        assert {status for _, status, _ in load.answers} == {200}
+        seen = [a[2]["v"] for a in load.answers]
+        assert seen.index(3) > seen.index(2) > 0
+        srv.proc.send_signal(signal.SIGTERM)
+        assert wait_exit(srv, 15) == 0
+
+
+def test_a_request_in_flight_during_a_reload_finishes_on_its_own_workspace(tmp_path):
+    ws = make_workspace(tmp_path / "ws", VERSIONED)
+    with Serve(ws) as srv:
+        srv.wait_ready()
+        result: dict = {}
+        t = _get_in_thread(srv.url + "/api/v?wait=3", result)
+        time.sleep(0.8)
+        _set_version(ws, 2)
+        srv.proc.send_signal(signal.SIGHUP)
+        _wait_for(lambda: answered(srv.url + "/api/v?wait=0").json() == {"v": 2, "flow": 2}, what="version 2")
+        t.join(30)
+        assert result["r"].status_code == 200 and result["r"].json() == {"v": 1, "flow": 1}
+
+
+def test_watch_reloads_when_a_file_changes(tmp_path):
+    ws = make_workspace(tmp_path / "ws", VERSIONED)
+    with Serve(ws, "--watch") as srv:
+        srv.wait_ready()
+        assert answered(srv.url + "/api/v?wait=0").json() == {"v": 1, "flow": 1}
+        _set_version(ws, 2)
+        _wait_for(lambda: answered(srv.url + "/api/v?wait=0").json() == {"v": 2, "flow": 2}, what="version 2")
+
+
+def test_watch_keeps_the_old_workspace_when_an_edit_is_broken(tmp_path):
+    ws = make_workspace(tmp_path / "ws", VERSIONED)
+    with Serve(ws, "--watch") as srv:
+        srv.wait_ready()
+        (ws / "flows/v.yaml").write_text("endpoint: {method: GET, path: /v}\nrespond: {body: =nope(}\n")
+        _wait_for(lambda: "flows/v.yaml:2" in srv.stderr, what="the refusal")
+        assert answered(srv.url + "/api/v?wait=0").json() == {"v": 1, "flow": 1}

@@ -221,7 +221,8 @@ class Supervisor:
 
     def _spawn(self, worker_id: int) -> Worker:
         r, w = os.pipe()
-        spec = WorkerSpec(worker_id=worker_id, listen_fd=self.sock.fileno(), ready_fd=w,
+        spec = WorkerSpec(worker_id=worker_id, listen_fd=self.sock.fileno(),
+                          listen_port=self.sock.getsockname()[1], ready_fd=w,
                           parent_pid=os.getpid(), backpressure=max(1, self.opts.backlog // self.opts.workers),
                           tls_cert=self.opts.tls_cert, tls_key=self.opts.tls_key)
         try:

@@ -36,6 +36,7 @@ class WorkerSpec:
     """What the supervisor tells one worker; travels as JSON in an environment variable."""
     worker_id: int
     listen_fd: int
+    listen_port: int
     ready_fd: int
     parent_pid: int
     backpressure: int
@@ -120,6 +121,9 @@ def worker_main() -> int:
     die_with_parent(spec.parent_pid)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)     # reloads are the supervisor's business
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # so is Ctrl-C: it drains us with SIGTERM
+    if spec.tls_cert is None:                        # granian times out silent TLS clients itself
+        from flowlet.server import idle
+        idle.start(spec.listen_port, HEADER_READ_TIMEOUT_MS / 1000)
     run_worker(spec)
     return 0
 
