@@ -77,6 +77,7 @@ class FlowletApp:
             log.exception("unhandled error serving %s %s", req.method, req.path, extra={"request_id": rid})
             status, headers, body = 500, [JSON_CT], _INTERNAL
         headers.append((b"x-request-id", rid.encode()))
+        headers += (b"x-content-type-options", b"nosniff"), (b"server", b"flowlet")   # else granian names itself
         if req.secure:
             headers.extend(self.hsts)
         if status != 204:                            # a 204 has no body and needs no length
