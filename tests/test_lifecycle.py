@@ -55,10 +55,11 @@ class Serve:
         return self.stderr_path.read_text(errors="replace")
 
     def close(self) -> None:
+        tree = children(self.proc.pid) if self.proc.poll() is None else []
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)
-        for pid in descendants_of_gone_tree(self):
+        for pid in tree + descendants_of_gone_tree(self):   # never leave a process behind
             _kill(pid)
         self._err.close()
 
