@@ -19,7 +19,10 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from granian.http import HTTP1Settings, HTTP2Settings
 
 # The granian interface the app is written for. Switching to RSGI means adding an "rsgi" entry
 # to _INTERFACES (granian's RSGI spawner and an RSGI app factory) and changing this name.
@@ -87,7 +90,7 @@ def _interfaces() -> dict[str, tuple[Callable, Callable[[], Callable]]]:
     return {"asgi": (MPServer._spawn_asgi_lifespan_worker, _asgi_app)}
 
 
-def protocol_settings() -> tuple[object, object]:
+def protocol_settings() -> tuple[HTTP1Settings, HTTP2Settings]:
     from granian.http import HTTP1Settings, HTTP2Settings
     http1 = HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS, keep_alive=True,
                           max_buffer_size=HEADER_BLOCK_BYTES)
@@ -120,7 +123,8 @@ def worker_main() -> int:
     spec = WorkerSpec.from_env(os.environ.pop("FLOWLET_WORKER"))
     die_with_parent(spec.parent_pid)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)     # reloads are the supervisor's business
-    signal.signal(signal.SIGINT, signal.SIG_IGN)     # so is Ctrl-C: it drains us with SIGTERM
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # so is Ctrl-C while loading: the supervisor
+                                                     # drains us with SIGTERM
     if spec.tls_cert is None:                        # granian times out silent TLS clients itself
         from flowlet.server import idle
         idle.start(spec.listen_port, HEADER_READ_TIMEOUT_MS / 1000)
