@@ -277,24 +277,28 @@ def _set_version(ws: Path, version: int) -> None:
 
 
 class Load:
-    """Clients in threads, each request on a new connection, counting every answer."""
+    """Clients in threads counting every answer: half open a connection per request, half
+    keep theirs alive (a reload must not close one under a request either)."""
 
     def __init__(self, url: str, clients: int = 4):
         self.url = url
         self.answers: list[tuple[float, int, dict | None]] = []
         self.errors: list[str] = []
         self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self._loop) for _ in range(clients)]
+        self.threads = [threading.Thread(target=self._loop, args=(i % 2 == 1,)) for i in range(clients)]
         for t in self.threads:
             t.start()
 
-    def _loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                r = httpx.get(self.url, timeout=20, headers={"connection": "close"})
-                self.answers.append((time.monotonic(), r.status_code, r.json() if r.status_code == 200 else None))
-            except Exception as exc:       # a refused or dropped connection counts as an error
-                self.errors.append(repr(exc))
+    def _loop(self, keep_alive: bool) -> None:
+        headers = {} if keep_alive else {"connection": "close"}
+        with httpx.Client(timeout=20, headers=headers) as client:
+            while not self.stop.is_set():
+                try:
+                    r = client.get(self.url)
+                    self.answers.append((time.monotonic(), r.status_code,
+                                         r.json() if r.status_code == 200 else None))
+                except Exception as exc:       # a refused or dropped connection counts as an error
+                    self.errors.append(repr(exc))
 
     def finish(self) -> None:
         self.stop.set()

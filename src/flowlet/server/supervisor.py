@@ -7,7 +7,8 @@
 - A reload (SIGHUP, ``request_reload()``, a file change under ``watch``) first checks the new
   workspace in a child process; a failure is logged with its FILE:LINE errors and nothing else
   changes. Otherwise a new generation starts, and only once all of it has loaded is the old one
-  sent SIGTERM: it stops accepting and finishes its in-flight requests on the old workspace.
+  retired: SIGUSR1 (its HTTP/1 answers say `Connection: close`, so keep-alive clients move
+  over), then SIGTERM: it stops accepting and finishes its in-flight requests on the old workspace.
 - SIGTERM or SIGINT drains every worker for up to ``drain_timeout`` seconds, then kills what is
   left and exits 0. A second SIGINT (Ctrl-C twice) cuts the drain short.
 - Signals only write a byte to a pipe (``signal.set_wakeup_fd``); the main thread does all the
@@ -38,6 +39,9 @@ log = logging.getLogger("flowlet.supervisor")
 
 WATCH_INTERVAL_S = 0.5
 RESPAWN_DELAY_S = 1.0
+# Before a reload stops the old workers, they answer with `Connection: close` this long: busy
+# keep-alive clients move over, rather than have a request meet a connection being closed.
+HANDOVER_S = 0.5
 _RELOAD, _STOP = 200, 201        # command bytes on the wakeup pipe; signal numbers are below 65
 _WORKER = [sys.executable, "-m", "flowlet.server.worker"]
 
@@ -87,6 +91,7 @@ class Worker:
     generation: int
     started: float = field(default_factory=time.monotonic)
     ready: bool = False
+    handover_until: float | None = None  # answering with `Connection: close` until then
     deadline: float | None = None        # when a drain is cut short, once asked to stop
 
 
@@ -157,7 +162,8 @@ class Supervisor:
 
     def _step(self) -> None:
         now = time.monotonic()
-        due = [w.deadline for w in self.workers.values() if w.deadline is not None] + self.respawns
+        due = [t for w in self.workers.values() for t in (w.deadline, w.handover_until) if t is not None]
+        due += self.respawns
         if self._watched is not None and self.phase is not Phase.STOPPING:
             due.append(self._next_watch)
         timeout = max(0.0, min(due) - now) if due else None
@@ -167,6 +173,8 @@ class Supervisor:
             key.data(key.fd)
         now = time.monotonic()
         for w in list(self.workers.values()):
+            if w.handover_until is not None and now >= w.handover_until:
+                self._drain([w])
             if w.deadline is not None and now >= w.deadline and w.proc.poll() is None:
                 log.warning("worker %s still busy after the drain timeout: cut", w.proc.pid)
                 w.proc.kill()
@@ -253,7 +261,7 @@ class Supervisor:
             self.sel.unregister(worker.ready_fd)
             os.close(worker.ready_fd)
         code = worker.proc.wait()
-        if self.phase is Phase.STOPPING or worker.deadline is not None:
+        if self.phase is Phase.STOPPING or worker.deadline is not None or worker.handover_until is not None:
             return
         if self.pending is not None and worker in self.pending:
             self._abandon_pending(worker, code)
@@ -265,7 +273,10 @@ class Supervisor:
     def _promote(self) -> None:
         """The pending generation has loaded: it serves, and the one before it drains."""
         old, self.current, self.pending = self.current, self.pending, None
-        self._drain(old)
+        for w in old:
+            if w.handover_until is None and w.deadline is None and w.proc.poll() is None:
+                w.handover_until = time.monotonic() + HANDOVER_S
+                w.proc.send_signal(signal.SIGUSR1)
         if self.phase is Phase.STARTING:
             self.phase = Phase.SERVING
             self.announce(f"listening on {self.opts.url}")
@@ -288,6 +299,7 @@ class Supervisor:
     def _drain(self, workers: list[Worker]) -> None:
         deadline = time.monotonic() + self.opts.drain_timeout
         for w in workers:
+            w.handover_until = None
             if w.deadline is None and w.proc.poll() is None:
                 w.deadline = deadline
                 w.proc.terminate()

@@ -79,15 +79,43 @@ def _watch_parent(parent_pid: int) -> None:
 
 # ---- serving ---------------------------------------------------------------------------------
 
-def _asgi_app() -> Callable:
-    from flowlet.server.app import create_app
-    return create_app()
+class Handover:
+    """The ASGI app as granian sees it. After SIGUSR1 (the supervisor is about to retire this
+    worker) HTTP/1 answers carry `Connection: close`, so clients stop reusing connections that
+    this worker will soon close. Costs one call per request until then."""
+
+    def __init__(self, app: Callable):
+        self.app = app
+        self.call = app
+
+    def __call__(self, scope: dict, receive: Callable, send: Callable):
+        return self.call(scope, receive, send)
+
+    def start(self, *_: object) -> None:
+        self.call = self._closing
+
+    def _closing(self, scope: dict, receive: Callable, send: Callable):
+        if scope["type"] != "http" or scope.get("http_version") == "2":
+            return self.app(scope, receive, send)      # HTTP/2 has GOAWAY for this
+
+        async def send_closing(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+            await send(message)
+        return self.app(scope, receive, send_closing)
 
 
 def _interfaces() -> dict[str, tuple[Callable, Callable[[], Callable]]]:
     """interface name -> (granian's worker body for it, the app factory)."""
     from granian.server.mp import MPServer
     return {"asgi": (MPServer._spawn_asgi_lifespan_worker, _asgi_app)}
+
+
+def _asgi_app() -> Callable:
+    from flowlet.server.app import create_app
+    handover = Handover(create_app())
+    signal.signal(signal.SIGUSR1, handover.start)
+    return handover
 
 
 def protocol_settings() -> tuple[HTTP1Settings, HTTP2Settings]:
