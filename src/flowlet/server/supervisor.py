@@ -9,6 +9,8 @@
   changes. Otherwise a new generation starts, and only once all of it has loaded is the old one
   retired: SIGUSR1 (its HTTP/1 answers say `Connection: close`, so keep-alive clients move
   over), then SIGTERM: it stops accepting and finishes its in-flight requests on the old workspace.
+  (granian stops accepting and closes unanswered connections in one step, so a connection an
+  old worker accepted an instant before SIGTERM, its request not yet read, is closed: rare.)
 - SIGTERM or SIGINT drains every worker for up to ``drain_timeout`` seconds, then kills what is
   left and exits 0. A second SIGINT (Ctrl-C twice) cuts the drain short.
 - Signals only write a byte to a pipe (``signal.set_wakeup_fd``); the main thread does all the
