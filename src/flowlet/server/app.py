@@ -71,6 +71,7 @@ class FlowletApp:
         self._seq = 0
         self._tasks: list[asyncio.Task[None]] = []
         self.loop: asyncio.AbstractEventLoop | None = None     # set by start(); the log flushes on it
+        self.closing = False      # set when the worker is about to be retired (HTTP/1: Connection: close)
 
     # ---- entry points: RSGI (granian, what `flowlet serve` runs) and ASGI (any ASGI server) -----
 
@@ -82,9 +83,11 @@ class FlowletApp:
         rid = self.request_id(req)
         resp = await self.pipeline(req, proto, rid)
         headers = [_WIRE.get(h) or _to_wire(h) for h in resp.headers]
-        headers.append(("x-request-id", rid))
+        headers += ("x-request-id", rid), *_ALWAYS
         if req.secure:
             headers.extend(self.hsts_str)
+        if self.closing and req.http_version != "2":     # retiring: clients should reconnect elsewhere
+            headers.append(("connection", "close"))
         if resp.status == 204:
             proto.response_empty(204, headers)
         else:                                           # granian sets Content-Length; no body for HEAD
@@ -110,6 +113,7 @@ class FlowletApp:
         rid = self.request_id(req)
         resp = await self.pipeline(req, receive, rid)
         headers = [*resp.headers, (b"x-request-id", rid.encode())]   # a copy: answers may be shared
+        headers += (b"x-content-type-options", b"nosniff"), (b"server", b"flowlet")   # else granian names itself
         if req.secure:
             headers.extend(self.hsts)
         if resp.status != 204:                       # a 204 has no body and needs no length
@@ -185,7 +189,7 @@ class FlowletApp:
             return _NO_CORS
         status, headers = entry.cors.preflight(req)
         if status == 204:
-            return Response(204, list(headers), b"")
+            return Response(204, headers, b"")        # a fresh list already
         return Response(status, [JSON_CT, *headers], _PREFLIGHT_REFUSED)
 
     def check_size(self, size: int) -> None:
@@ -327,6 +331,9 @@ async def _read_chunks(app: FlowletApp, proto: HTTPProtocol) -> bytes:
         raise HTTPError(400, "client disconnected") from None
     return b"".join(chunks)
 
+
+# On every answer (else granian names itself); _ALWAYS is the RSGI form of the ASGI path's pair.
+_ALWAYS = (("x-content-type-options", "nosniff"), ("server", "flowlet"))
 
 # granian takes str headers; ours are latin-1 bytes. Most pairs are the same few values
 # (content type, CORS, Allow), so their conversion is remembered, within a bound; cookies are
