@@ -52,6 +52,7 @@ class AccessLog:
         self._scheduled = False
         self._ms = 0
         self._ts = ""
+        self._wall = time.time() - time.perf_counter()   # re-read at each flush: no drift to speak of
 
     def record(self, method: str, path: str, status: int, started: float, request_id: str,
                loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -59,8 +60,9 @@ class AccessLog:
             return
         # Formatting numbers is most of a line's cost: durations under 2 ms and statuses come
         # from tables, and the timestamp text is made once per millisecond.
-        us = int((time.perf_counter() - started) * 1e6)
-        now_ms = int(time.time() * 1000)
+        now = time.perf_counter()
+        us = int((now - started) * 1e6)
+        now_ms = int((now + self._wall) * 1000)    # one clock read: wall time from the monotonic one
         if now_ms != self._ms:
             self._ms = now_ms
             self._ts = f"{now_ms // 1000}.{now_ms % 1000:03d}"
@@ -77,6 +79,7 @@ class AccessLog:
 
     def flush(self) -> None:
         self._scheduled = False
+        self._wall = time.time() - time.perf_counter()
         if not self.lines:
             return
         data = "".join(self.lines).encode("utf-8", "replace")
