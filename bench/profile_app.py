@@ -59,7 +59,7 @@ class Capture:
             self.status = message["status"]
             self.headers = message["headers"]
         else:
-            self.body += message.get("body", b"")
+            self.body = message.get("body", b"")     # one body message per answer here
 
 
 async def _noop_send(message):
