@@ -1,0 +1,293 @@
+"""Fixed-window counters: one table shared by every worker of a server, and Redis across servers.
+
+:class:`LocalTable` is a hash table in shared memory (a ``memfd`` the serving process creates
+before its workers start; they open it through ``/proc``). Each group of slots has its own
+byte-range lock (``fcntl``), so an update is exact across processes and costs two system calls.
+Windows are aligned to the epoch (``floor(now / window)``), so every worker and every server
+agrees on where a window starts.
+
+:class:`RedisCounters` increments in Redis with one Lua script per batch: the increments that
+arrive within one event-loop turn travel together in one round trip. When Redis cannot be
+reached it reports ``None`` and the caller counts locally; the outage is logged once, shown
+by :meth:`RedisCounters.health`, and Redis is tried again with a growing back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import logging
+import mmap
+import os
+import struct
+import time
+from typing import Any
+
+log = logging.getLogger("flowlet.ratelimit")
+
+ENV_TABLE = "FLOWLET_COUNTERS"       # the path workers open: /proc/<pid>/fd/<fd> of the memfd
+_MAGIC = b"FLRLCNT1"
+_HEADER = 64                         # magic, groups, slots per group, hash key (32 bytes)
+_SLOT = struct.Struct("<QQq")        # fingerprint (0 = free), window end in ms, count
+GROUPS = 32768
+PER_GROUP = 16                       # 512 Ki slots, 12 MiB of mostly untouched memory
+
+
+def table_size(groups: int = GROUPS, per_group: int = PER_GROUP) -> int:
+    return _HEADER + groups * per_group * _SLOT.size
+
+
+def create_shared_table(groups: int = GROUPS, per_group: int = PER_GROUP) -> str:
+    """In the serving process, before workers start: an anonymous shared file, gone when the
+    last process holding it exits (nothing is left behind after a crash). Returns its path."""
+    fd = os.memfd_create("flowlet-counters", os.MFD_CLOEXEC) if hasattr(os, "memfd_create") else _temp_fd()
+    os.ftruncate(fd, table_size(groups, per_group))
+    os.pwrite(fd, _MAGIC + struct.pack("<II", groups, per_group) + os.urandom(32), 0)
+    return f"/proc/{os.getpid()}/fd/{fd}"
+
+
+def _temp_fd() -> int:
+    import tempfile
+    fd, path = tempfile.mkstemp(prefix="flowlet-counters-")
+    os.unlink(path)
+    return fd
+
+
+class LocalTable:
+    """Counters shared by the processes that open the same file (or private to one process)."""
+
+    def __init__(self, path: str | None = None):
+        if path is None:
+            path = create_shared_table(groups=4096)      # private: this process only
+        self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        size = os.fstat(self.fd).st_size
+        self.map = mmap.mmap(self.fd, size)
+        if self.map[:8] != _MAGIC:
+            raise ValueError(f"{path} is not a Flowlet counter table")
+        self.groups, self.per_group = struct.unpack_from("<II", self.map, 8)
+        self.hash_key = bytes(self.map[16:48])
+
+    @classmethod
+    def for_worker(cls) -> "LocalTable":
+        """The server's shared table when ``flowlet serve`` made one, else a private one."""
+        path = os.environ.get(ENV_TABLE)
+        if path:
+            try:
+                return cls(path)
+            except (OSError, ValueError) as exc:
+                log.warning("shared rate-limit counters unavailable (%s); counting per worker", exc)
+        return cls()
+
+    def fingerprint(self, key: str) -> int:
+        # keyed, so nobody can choose keys that collide with another client's counter
+        fp = int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8,
+                                            key=self.hash_key).digest(), "little")
+        return fp or 1
+
+    def add(self, key: str, delta: int, window_ms: int, now_ms: int | None = None) -> tuple[int, int]:
+        """Add ``delta`` to the counter of ``key`` in the current window; returns (count, window end ms)."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        end = (now // window_ms + 1) * window_ms
+        return self._update(self.fingerprint(key), delta, end, now)
+
+    def mark(self, key: str, until_ms: int) -> None:
+        """A flag that holds until ``until_ms`` (count 1)."""
+        now = int(time.time() * 1000)
+        fp = self.fingerprint(key)
+        self._update(fp, 0, until_ms, now, set_to=1)
+
+    def get(self, key: str, now_ms: int | None = None) -> tuple[int, int]:
+        """(count, window end ms) of ``key``; (0, 0) when absent or over."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        fp = self.fingerprint(key)
+        group = fp % self.groups
+        base = _HEADER + group * self.per_group * _SLOT.size
+        fcntl.lockf(self.fd, fcntl.LOCK_SH, 1, group)
+        try:
+            for i in range(self.per_group):
+                slot_fp, end, count = _SLOT.unpack_from(self.map, base + i * _SLOT.size)
+                if slot_fp == fp:
+                    return (count, end) if end > now else (0, 0)
+        finally:
+            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, group)
+        return 0, 0
+
+    def peek(self, key: str, now_ms: int) -> int:
+        """The count of ``key`` read without the lock: a hint for deciding whether to take the
+        exact path (a torn read only sends a request there, or misses a write of this instant)."""
+        fp = self.fingerprint(key)
+        base = _HEADER + (fp % self.groups) * self.per_group * _SLOT.size
+        for i in range(self.per_group):
+            slot_fp, end, count = _SLOT.unpack_from(self.map, base + i * _SLOT.size)
+            if slot_fp == fp:
+                return count if end > now_ms else 0
+        return 0
+
+    def _update(self, fp: int, delta: int, end: int, now: int, set_to: int | None = None) -> tuple[int, int]:
+        group = fp % self.groups
+        base = _HEADER + group * self.per_group * _SLOT.size
+        m, size = self.map, _SLOT.size
+        fcntl.lockf(self.fd, fcntl.LOCK_EX, 1, group)
+        try:
+            free = oldest = -1
+            oldest_end = 1 << 62
+            for i in range(self.per_group):
+                off = base + i * size
+                slot_fp, slot_end, count = _SLOT.unpack_from(m, off)
+                if slot_fp == fp:
+                    if slot_end <= now:                 # that window is over: start a new one
+                        count, slot_end = 0, end
+                    count = set_to if set_to is not None else count + delta
+                    if set_to is not None:
+                        slot_end = end
+                    _SLOT.pack_into(m, off, fp, slot_end, count)
+                    return count, slot_end
+                if free < 0 and (slot_fp == 0 or slot_end <= now):
+                    free = i
+                elif slot_end < oldest_end:
+                    oldest, oldest_end = i, slot_end
+            # a new key: a free (or finished) slot, else the one whose window ends first
+            target = free if free >= 0 else oldest
+            count = set_to if set_to is not None else delta
+            _SLOT.pack_into(m, base + target * size, fp, end, count)
+            return count, end
+        finally:
+            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, group)
+
+
+# INCRBY each key, set its expiry when the window starts; one reply per key.
+_BATCH_LUA = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCRBY', key, ARGV[2 * i - 1])
+  if n == tonumber(ARGV[2 * i - 1]) then redis.call('PEXPIRE', key, ARGV[2 * i]) end
+  out[i] = n
+end
+return out
+"""
+
+
+class RedisCounters:
+    """Counters in Redis, batched per event-loop turn; ``None`` means "count locally"."""
+
+    connect_timeout = 0.25
+    op_timeout = 0.25
+    max_backoff = 30.0
+
+    def __init__(self, url: str, prefix: str = "flowlet:"):
+        self.url = url
+        self.prefix = prefix
+        self.down_since: float | None = None
+        self.retry_at = 0.0
+        self.backoff = 0.5
+        self._client: Any = None
+        self._script: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[tuple[str, int, int, asyncio.Future]] = []
+
+    def health(self) -> str:
+        return "ok" if self.down_since is None else "down"
+
+    def _connect(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            import redis.asyncio as aioredis
+            self._client = aioredis.Redis.from_url(
+                self.url, socket_connect_timeout=self.connect_timeout, socket_timeout=self.op_timeout,
+                retry_on_timeout=False, health_check_interval=0)
+            self._script = self._client.register_script(_BATCH_LUA)
+            self._loop = loop
+        return self._client
+
+    def available(self) -> bool:
+        """False while Redis is down and the back-off has not run out (no attempt is made)."""
+        return self.down_since is None or time.monotonic() >= self.retry_at
+
+    async def incr(self, key: str, delta: int, window_ms: int, now_ms: int) -> tuple[int, int] | None:
+        """(count, window end ms) after adding ``delta`` in the current window; None when down."""
+        if not self.available():
+            return None
+        end = (now_ms // window_ms + 1) * window_ms
+        rkey = f"{self.prefix}{key}:{now_ms // window_ms}"
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._pending.append((rkey, delta, end - now_ms + 1000, fut))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+        count = await fut
+        return None if count is None else (count, end)
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            asyncio.get_running_loop().create_task(self._send(batch))
+
+    async def _send(self, batch: list) -> None:
+        if self.down_since is not None:
+            self.retry_at = time.monotonic() + self.backoff     # one probe at a time
+        try:
+            self._connect()
+            args: list[int] = []
+            for _, delta, ttl, _ in batch:
+                args += (delta, ttl)
+            counts = await self._script(keys=[b[0] for b in batch], args=args)
+        except Exception as exc:           # every failure of the store means "count locally"
+            self._failed(exc)
+            counts = [None] * len(batch)
+        else:
+            self._recovered()
+        for (_, _, _, fut), count in zip(batch, counts):
+            if not fut.done():
+                fut.set_result(None if count is None else int(count))
+
+    async def call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a Lua script (auth throttle); None when Redis is down."""
+        if not self.available():
+            return None
+        if self.down_since is not None:
+            self.retry_at = time.monotonic() + self.backoff
+        try:
+            client = self._connect()
+            result = await client.eval(script, len(keys), *[self.prefix + k for k in keys], *args)
+        except Exception as exc:
+            self._failed(exc)
+            return None
+        self._recovered()
+        return result
+
+    def _failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if self.down_since is None:
+            self.down_since = now
+            self.backoff = 0.5
+            log.error("rate limits: Redis at %s unreachable (%s); counting on this server only until it is back",
+                      _safe_url(self.url), type(exc).__name__)
+        else:
+            self.backoff = min(self.backoff * 2, self.max_backoff)
+        self.retry_at = now + self.backoff
+        self._client = None              # a fresh connection pool on the next attempt
+
+    def _recovered(self) -> None:
+        if self.down_since is not None:
+            log.warning("rate limits: Redis at %s reachable again after %.1f s; shared counting resumed",
+                        _safe_url(self.url), time.monotonic() - self.down_since)
+            self.down_since = None
+            self.backoff = 0.5
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            try:
+                await self._client.aclose()
+            except Exception:
+                pass
+            self._client = None
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
