@@ -1,8 +1,10 @@
 """Fixed-window counters: one table shared by every worker of a server, and Redis across servers.
 
 :class:`LocalTable` is a hash table in shared memory (a ``memfd`` the serving process creates
-before its workers start; they open it through ``/proc``). Each group of slots has its own
-byte-range lock (``fcntl``), so an update is exact across processes and costs two system calls.
+before its workers start; they open it through ``/proc``). Updates are exact across processes:
+each group of slots is guarded by one of a set of semaphores the workers inherit (no system
+call unless two workers meet), or by a byte-range ``fcntl`` lock in a process that did not
+inherit them.
 Windows are aligned to the epoch (``floor(now / window)``), so every worker and every server
 agrees on where a window starts.
 
@@ -38,13 +40,29 @@ def table_size(groups: int = GROUPS, per_group: int = PER_GROUP) -> int:
     return _HEADER + groups * per_group * _SLOT.size
 
 
+STRIPES = 256                        # semaphores guarding the groups, when workers are forked
+LOCK_PATIENCE = 1.0                  # seconds; a holder this slow has died inside its few lines
+
+# path -> semaphores made with the table: forked workers inherit them (a lock costs no system
+# call unless contended); a process that did not inherit them falls back to fcntl locks.
+_INHERITED: dict[str, list[Any]] = {}
+
+
 def create_shared_table(groups: int = GROUPS, per_group: int = PER_GROUP) -> str:
     """In the serving process, before workers start: an anonymous shared file, gone when the
     last process holding it exits (nothing is left behind after a crash). Returns its path."""
+    import multiprocessing
+
     fd = os.memfd_create("flowlet-counters", os.MFD_CLOEXEC) if hasattr(os, "memfd_create") else _temp_fd()
     os.ftruncate(fd, table_size(groups, per_group))
     os.pwrite(fd, _MAGIC + struct.pack("<II", groups, per_group) + os.urandom(32), 0)
-    return f"/proc/{os.getpid()}/fd/{fd}"
+    path = f"/proc/{os.getpid()}/fd/{fd}"
+    try:
+        ctx = multiprocessing.get_context("fork")
+        _INHERITED[path] = [ctx.Lock() for _ in range(STRIPES)]
+    except (OSError, ValueError):      # no POSIX semaphores here: fcntl locks only
+        pass
+    return path
 
 
 def _temp_fd() -> int:
@@ -67,6 +85,8 @@ class LocalTable:
             raise ValueError(f"{path} is not a Flowlet counter table")
         self.groups, self.per_group = struct.unpack_from("<II", self.map, 8)
         self.hash_key = bytes(self.map[16:48])
+        self.stripes = _INHERITED.get(path)
+        self._fps: dict[str, int] = {}
 
     @classmethod
     def for_worker(cls) -> "LocalTable":
@@ -80,10 +100,32 @@ class LocalTable:
         return cls()
 
     def fingerprint(self, key: str) -> int:
-        # keyed, so nobody can choose keys that collide with another client's counter
-        fp = int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8,
-                                            key=self.hash_key).digest(), "little")
-        return fp or 1
+        fp = self._fps.get(key)
+        if fp is None:
+            # keyed, so nobody can choose keys that collide with another client's counter
+            fp = int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8,
+                                                key=self.hash_key).digest(), "little") or 1
+            if len(self._fps) >= 8192:
+                self._fps.clear()
+            self._fps[key] = fp
+        return fp
+
+    def _lock(self, group: int, exclusive: bool = True) -> Any:
+        if self.stripes is None:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, 1, group)
+            return None
+        lock = self.stripes[group % STRIPES]
+        if not lock.acquire(True, LOCK_PATIENCE):
+            log.error("rate-limit counters: a lock was held for over %s s (a worker died holding it); "
+                      "taking it over", LOCK_PATIENCE)
+            return None
+        return lock
+
+    def _unlock(self, group: int, lock: Any) -> None:
+        if self.stripes is None:
+            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, group)
+        elif lock is not None:
+            lock.release()
 
     def add(self, key: str, delta: int, window_ms: int, now_ms: int | None = None) -> tuple[int, int]:
         """Add ``delta`` to the counter of ``key`` in the current window; returns (count, window end ms)."""
@@ -103,14 +145,14 @@ class LocalTable:
         fp = self.fingerprint(key)
         group = fp % self.groups
         base = _HEADER + group * self.per_group * _SLOT.size
-        fcntl.lockf(self.fd, fcntl.LOCK_SH, 1, group)
+        lock = self._lock(group, exclusive=False)
         try:
             for i in range(self.per_group):
                 slot_fp, end, count = _SLOT.unpack_from(self.map, base + i * _SLOT.size)
                 if slot_fp == fp:
                     return (count, end) if end > now else (0, 0)
         finally:
-            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, group)
+            self._unlock(group, lock)
         return 0, 0
 
     def peek(self, key: str, now_ms: int) -> int:
@@ -128,7 +170,7 @@ class LocalTable:
         group = fp % self.groups
         base = _HEADER + group * self.per_group * _SLOT.size
         m, size = self.map, _SLOT.size
-        fcntl.lockf(self.fd, fcntl.LOCK_EX, 1, group)
+        lock = self._lock(group)
         try:
             free = oldest = -1
             oldest_end = 1 << 62
@@ -153,7 +195,7 @@ class LocalTable:
             _SLOT.pack_into(m, base + target * size, fp, end, count)
             return count, end
         finally:
-            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, group)
+            self._unlock(group, lock)
 
 
 # INCRBY each key, set its expiry when the window starts; one reply per key.
