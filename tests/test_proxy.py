@@ -90,13 +90,25 @@ def test_malformed_header_from_trusted_peer_is_400(headers):
     assert info.value.status == 400
 
 
-def test_forwarded_is_preferred_and_walked_from_the_right():
+def test_forwarded_is_walked_from_the_right():
     got = applied("10.0.0.2",
                   ("forwarded", 'for=6.6.6.6;proto=http, for=198.51.100.7;proto=https;host="api.example.com", '
-                                'for="[::1]:8443";proto=http'),
-                  ("x-forwarded-for", "1.1.1.1"))
+                                'for="[::1]:8443";proto=http'))
     # ::1 is trusted, so the hop it added is skipped; 198.51.100.7's element was written by a trusted hop
     assert got == ("198.51.100.7", True, "api.example.com")
+
+
+def test_forged_forwarded_passed_through_a_proxy_that_sets_xff_is_400():
+    # nginx appends to X-Forwarded-For but passes a client's Forwarded on untouched
+    with pytest.raises(HTTPError) as info:
+        applied("10.0.0.2", ("forwarded", "for=1.1.1.1"), ("x-forwarded-for", "1.1.1.1, 198.51.100.7"))
+    assert info.value.status == 400
+
+
+def test_forwarded_and_xff_that_agree_are_fine():
+    got = applied("10.0.0.2", ("forwarded", "for=198.51.100.7;proto=https"), ("x-forwarded-for", "198.51.100.7"),
+                  ("x-forwarded-proto", "https"))
+    assert got[:2] == ("198.51.100.7", True)
 
 
 def test_forwarded_case_insensitive_names_and_quoted_values():

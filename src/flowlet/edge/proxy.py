@@ -5,8 +5,9 @@ Config model: ``proxy: {trusted: [ADDR_OR_CIDR, ...]}`` in flowlet.yaml, plus th
 default. Compiled policy: :class:`TrustedProxies`, whose :meth:`~TrustedProxies.apply` sets the
 request's effective ``client``, ``secure`` and ``host`` once per request.
 
-Only when the direct peer is trusted are ``Forwarded`` (RFC 7239, preferred when present) or
-``X-Forwarded-For`` / ``-Proto`` / ``-Host`` read. The hop list is walked from the right,
+Only when the direct peer is trusted are ``Forwarded`` (RFC 7239) or ``X-Forwarded-For`` /
+``-Proto`` / ``-Host`` read; when both kinds arrive they must agree (a proxy rewrites one and
+may pass the other through from the client), else 400. The hop list is walked from the right,
 skipping trusted addresses; the first untrusted one is the client (nginx's
 ``real_ip_recursive``). From an untrusted peer these headers change nothing; a malformed one
 from a trusted peer is a 400, since a proxy we trust that sends nonsense is misconfigured and
@@ -33,6 +34,7 @@ _PAIR = re.compile(rf"[ \t]*({_TOKEN})=(?:({_TOKEN})|\"((?:[^\"\\\x00-\x08\x0a-\
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)(:[0-9]{1,5})?")
 _OBFUSCATED = re.compile(r"_[A-Za-z0-9._-]+")
 _PORT = re.compile(r"[0-9]{1,5}|_[A-Za-z0-9._-]+")
+ENV_ALLOW_IPS = "FLOWLET_FORWARDED_ALLOW_IPS"     # `flowlet serve --forwarded-allow-ips` for the workers
 _TRUST_CACHE_MAX = 4096
 MAX_HOPS = 64            # longer chains are refused rather than walked
 
@@ -45,11 +47,11 @@ class ProxySettings:
     where: Where = (None, 1)
 
 
-def parse_proxy_settings(raw: object) -> ProxySettings:
+def parse_proxy_settings(raw: object, parent: YMap | None = None) -> ProxySettings:
     """``proxy: {trusted: [...]}``; ``trusted`` may also be one string with commas."""
     if raw is None:
         return ProxySettings()
-    m = expect_map(raw, None, None, "'proxy'")
+    m = expect_map(raw, parent, "proxy", "'proxy'")
     check_keys(m, ("trusted",), "proxy")
     value = m.get("trusted")
     if value is None:
@@ -91,6 +93,13 @@ def parse_allow_ips(value: str) -> tuple[str, ...]:
     return items
 
 
+def from_environment() -> tuple[str, ...]:
+    """The ``--forwarded-allow-ips`` list a worker was started with (validated by the CLI)."""
+    import os
+    value = os.environ.get(ENV_ALLOW_IPS, "")
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
 def compile_proxies(*lists: Iterable[str]) -> "TrustedProxies | None":
     """The policy for the union of the lists; None when nobody is trusted (the request path
     then skips this stage entirely)."""
@@ -130,13 +139,19 @@ class TrustedProxies:
         if not self.trusts(req.client):
             return
         headers = req.headers
+        legacy = "x-forwarded-for" in headers or "x-forwarded-proto" in headers or "x-forwarded-host" in headers
         if "forwarded" in headers:
-            hops = _parse_forwarded(_joined(req, "forwarded"))
-        elif "x-forwarded-for" in headers or "x-forwarded-proto" in headers or "x-forwarded-host" in headers:
-            hops = _x_forwarded(req)
+            client, proto, host = self._pick(_parse_forwarded(_joined(req, "forwarded")), req.client)
+            if legacy:
+                # A proxy rewrites one of the two and passes the other through from the client:
+                # unless they agree, one of them is forged, and we cannot tell which.
+                other = self._pick(_x_forwarded(req), req.client)
+                if other[0] != client or _differ(other[1], proto) or _differ(other[2], host):
+                    raise HTTPError(400, "Forwarded and X-Forwarded-* headers disagree")
+        elif legacy:
+            client, proto, host = self._pick(_x_forwarded(req), req.client)
         else:
             return
-        client, proto, host = self._pick(hops, req.client)
         req.client = client
         if proto is not None:
             req.secure = proto == "https"
@@ -156,6 +171,10 @@ class TrustedProxies:
 
 
 Hop = tuple[Union[str, None], Union[str, None], Union[str, None]]     # (for, proto, host)
+
+
+def _differ(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and a.lower() != b.lower()
 
 
 def _malformed(name: str) -> HTTPError:

@@ -72,10 +72,10 @@ class RateLimitSettings:
     per_user: Rate | None = Rate(10, 60)
 
 
-def parse_rate_limit_settings(raw: Any) -> RateLimitSettings:
+def parse_rate_limit_settings(raw: Any, parent: YMap | None = None) -> RateLimitSettings:
     if raw is None:
         return RateLimitSettings()
-    m = expect_map(raw, None, None, "'rate_limits'")
+    m = expect_map(raw, parent, "rate_limits", "'rate_limits'")
     check_keys(m, ("store", "key_prefix", "auth_failures"), "rate_limits")
     store = get_str(m, "store", None)
     if store is not None and not store.startswith(("redis://", "rediss://", "unix://")):
