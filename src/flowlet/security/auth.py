@@ -115,8 +115,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def compile_auth(cfg: AuthConfig, *, realm: str, secrets: Any,
-                 compile_expr: Callable[[str, Where], Any]) -> tuple[AuthPolicy | None, ScopePolicy | None]:
+def compile_auth(cfg: AuthConfig, *, realm: str, secrets: Any, compile_expr: Callable[[str, Where], Any],
+                 throttle: Any = None) -> tuple[AuthPolicy | None, ScopePolicy | None]:
     """Build the endpoint's policies. The secret must exist and be of the matching type."""
     if cfg.type == "none":
         return None, None
@@ -132,11 +132,12 @@ def compile_auth(cfg: AuthConfig, *, realm: str, secrets: Any,
                           f"{cfg.type} secret", *cfg.secret_where)
     policy: AuthPolicy
     if cfg.type == "basic":
-        basic = BasicPolicy(cfg.secret, realm=realm, secrets=secrets)
+        basic = BasicPolicy(cfg.secret, realm=realm, secrets=secrets, throttle=throttle)
         basic.prepare()
         policy = basic
     else:
-        jwt = JwtPolicy(cfg.secret, realm=realm, secrets=secrets, token_cookie=cfg.token_cookie)
+        jwt = JwtPolicy(cfg.secret, realm=realm, secrets=secrets, token_cookie=cfg.token_cookie,
+                        throttle=throttle)
         try:
             jwt.prepare()
         except ValueError as exc:

@@ -194,11 +194,12 @@ def _shared_verifier(name: str, secrets: Any, clock: Callable[[], float]) -> _Ve
 class BasicPolicy:
     """``auth: {type: basic, secret: NAME}`` compiled for one endpoint."""
 
-    __slots__ = ("_v", "_missing", "_invalid", "_busy")
+    __slots__ = ("_v", "_missing", "_invalid", "_busy", "_throttle")
 
     def __init__(self, secret_name: str, *, realm: str, secrets: Any,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, throttle: Any = None):
         self._v = _shared_verifier(secret_name, secrets, clock)
+        self._throttle = throttle       # flowlet.edge.authlimit.AuthThrottle: failed logins per client/user
         challenge = ((b"www-authenticate", www_authenticate_basic(realm)),)
         self._missing = HTTPError(401, "authentication required", challenge)
         self._invalid = HTTPError(401, "invalid user name or password", challenge)
@@ -223,11 +224,13 @@ class BasicPolicy:
         entry = v.cache.get(key)
         if entry is not None:
             if entry[0] > v.clock():
+                if self._throttle is not None and self._throttle.suspect(req.client, entry[1]["user"]):
+                    await self._throttle.confirm(req.client, entry[1]["user"])
                 return entry[1]
             v.cache.pop(key, None)
-        return await self._verify_slow(secret, value, key)
+        return await self._verify_slow(secret, value, key, req.client)
 
-    async def _verify_slow(self, secret: Any, value: str, key: bytes) -> dict:
+    async def _verify_slow(self, secret: Any, value: str, key: bytes, client: str | None = None) -> dict:
         v = self._v
         if secret is None or getattr(secret, "type", None) != "basic":
             log.error("basic auth: secret %r is missing or not a basic secret; request refused", v.name)
@@ -236,6 +239,8 @@ class BasicPolicy:
         if parsed is None:
             raise self._fail(self._invalid)
         user, password = parsed
+        # before any argon2 work: 429 when this client or this user name is over its limit
+        ticket = await self._throttle.admit(client, user) if self._throttle is not None else None
         loop = asyncio.get_running_loop()
         pending = v.inflight.get(key)
         if pending is not None and pending.get_loop() is loop:
@@ -259,6 +264,11 @@ class BasicPolicy:
                     v.inflight.pop(key, None)
                 if not pending.done():
                     pending.set_result(ok)
+        if ticket is not None:
+            if ok:
+                await self._throttle.succeeded(ticket)
+            else:
+                self._throttle.failed(ticket)
         if not ok:
             log.info("basic auth: refused credentials for secret %r", v.name)
             raise self._fail(self._invalid)

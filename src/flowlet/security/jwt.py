@@ -602,6 +602,12 @@ class _Verifier:
             self._remember(key, until, auth)
         return auth
 
+    def peek(self, token: str) -> dict | None:
+        """A cached, unexpired verification of ``token``; verifies nothing."""
+        self.sync()
+        entry = self.cache.get(hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest())
+        return entry[1] if entry is not None and self.clock() < entry[0] else None
+
     def _remember(self, key: bytes, until: float, auth: dict) -> None:
         remember(self.cache, key, until, auth, limit=CACHE_MAX, now=self.clock())
 
@@ -649,11 +655,12 @@ def bearer_token(req: Request, cookie: str | None) -> str | None:
 class JwtPolicy:
     """``auth: {type: jwt, secret: NAME[, token_cookie: C]}`` compiled for one endpoint."""
 
-    __slots__ = ("_v", "_cookie", "_missing", "_invalid_header")
+    __slots__ = ("_v", "_cookie", "_missing", "_invalid_header", "_throttle")
 
     def __init__(self, secret_name: str, *, realm: str, secrets: Any, token_cookie: str | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, throttle: Any = None):
         self._v = shared_verifier(secret_name, secrets, clock)
+        self._throttle = throttle       # flowlet.edge.authlimit.AuthThrottle: failed tokens per client
         self._cookie = token_cookie
         self._missing = ((b"www-authenticate", www_authenticate_bearer(realm)),)
         self._invalid_header = ((b"www-authenticate", www_authenticate_bearer(realm, "invalid_token")),)
@@ -677,13 +684,35 @@ class JwtPolicy:
         if len(token) > MAX_TOKEN:
             raise HTTPError(401, "invalid token: too large", self._invalid_header)
         try:
+            if self._throttle is not None:
+                return await self._verify_throttled(token, req.client)
             return await self._v.verify(token)
         except InvalidToken as exc:
             log.debug("jwt: token refused for secret %r: %s", self._v.name, exc.reason)
             raise HTTPError(401, exc.message, self._invalid_header) from None
+        except HTTPError:
+            raise                       # 429 from the throttle
         except Exception:
             log.exception("jwt: unexpected error while verifying a token (secret %r)", self._v.name)
             raise HTTPError(401, "invalid token", self._invalid_header) from None
+
+    async def _verify_throttled(self, token: str, client: str | None) -> dict:
+        """A cached token passes unless this client is marked; any other token first takes a
+        place in the client's window (429 when over), given back when the token is good."""
+        throttle = self._throttle
+        cached = self._v.peek(token)
+        if cached is not None:
+            if throttle.suspect(client, None):
+                await throttle.confirm(client, None)
+            return cached
+        ticket = await throttle.admit(client, None)
+        try:
+            auth = await self._v.verify(token)
+        except Exception:
+            throttle.failed(ticket)
+            raise
+        await throttle.succeeded(ticket)
+        return auth
 
     def __repr__(self) -> str:
         return f"JwtPolicy(secret={self._v.name!r})"

@@ -12,6 +12,8 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl
 
+from flowlet.edge.proxy import compile_proxies, from_environment
+from flowlet.edge.ratelimit import request_env
 from flowlet.errors import HTTPError
 from flowlet.expr import ExprError
 from flowlet.flows.flow import JSON_CT, Response, dump_json
@@ -50,6 +52,7 @@ class FlowletApp:
         hsts = hsts_header(ws.settings.hsts)
         self.hsts: tuple = (hsts,) if hsts else ()
         self.ctx = RunContext()
+        self.proxy = compile_proxies(ws.settings.proxy.trusted, from_environment())
         self.access = AccessLog(access_log)
         self._pid = f"{os.getpid():x}"
         self._seq = 0
@@ -72,7 +75,11 @@ class FlowletApp:
             self._seq += 1
             rid = f"{self._pid}-{self._seq:x}"
         try:
+            if self.proxy is not None:
+                self.proxy.apply(req)               # the effective client, scheme and host
             status, headers, body = await self.pipeline(req, receive, rid)
+        except HTTPError as exc:                    # a malformed forwarding header
+            status, headers, body = exc.status, [JSON_CT, *exc.headers], error_body(exc.message)
         except Exception:
             log.exception("unhandled error serving %s %s", req.method, req.path, extra={"request_id": rid})
             status, headers, body = 500, [JSON_CT], _INTERNAL
@@ -84,7 +91,7 @@ class FlowletApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if req.method == "HEAD" else body})
         if logged:
-            self.access.record(req.method, req.path, status, started, rid, asyncio.get_running_loop())
+            self.access.record(req.method, req.path, status, started, rid, asyncio.get_running_loop(), req.client)
 
     async def pipeline(self, req: Request, receive, rid: str = "") -> tuple[int, list, bytes]:
         """Route (404/405) -> CORS -> authentication (401) -> scope (403) -> CSRF (400)
@@ -95,6 +102,8 @@ class FlowletApp:
         cors = route.cors.actual_headers(req.headers.get("origin")) if route.cors is not None else []
         try:
             auth = await route.auth.authenticate(req) if route.auth is not None else OPEN_AUTH
+            if route.rate_limit is not None:
+                await route.rate_limit.check(req, auth, params)
             if route.scope is not None:
                 route.scope.check(auth, req, params)
             if route.csrf is not None:
@@ -208,8 +217,7 @@ class FlowletApp:
         if "query" in flow.variables:
             env["query"] = req.query
         if "request" in flow.variables:
-            env["request"] = {"method": req.method, "path": req.path, "headers": req.headers,
-                              "query": req.query, "cookies": req.cookies}
+            env["request"] = request_env(req)
         try:
             if not flow.steps:                # expressions only: nothing to wait for
                 return await flow.run(env, self.ctx)
@@ -228,6 +236,10 @@ class FlowletApp:
             log.exception("flow %s %s raised", route.method, route.pattern.text, extra={"request_id": rid})
             raise HTTPError(500, "internal error") from None
 
+    def health(self) -> dict:
+        """Checks for the admin listener: the rate-limit counters' store."""
+        return self.ws.limiter.health() if self.ws.limiter is not None else {}
+
     # ---- lifespan ----------------------------------------------------------------------
 
     async def lifespan(self, receive, send) -> None:
@@ -241,6 +253,8 @@ class FlowletApp:
                 for task in self._tasks:
                     task.cancel()
                 await self.ctx.aclose()
+                if self.ws.limiter is not None:
+                    await self.ws.limiter.aclose()
                 self.access.flush()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -38,6 +38,7 @@ class Route:
     cors: Any = None               # PathCors when this method is in the path's CORS answer, else None
     description: str | None = None
     path_entry: Any = None         # the PathEntry this route belongs to
+    rate_limit: Any = None         # flowlet.edge.ratelimit.EndpointLimit | None
 
 
 @dataclass
@@ -71,6 +72,7 @@ class Workspace:
     secrets: Any = None            # SecretsView
     csrf_keys: Any = None
     csrf_entry: PathEntry | None = None
+    limiter: Any = None            # flowlet.edge.ratelimit.Limiter (counters for this worker)
 
     def close(self) -> None:
         if self.store is not None:
@@ -131,10 +133,16 @@ def load_workspace(root: str | Path, *, display_root: str | None = None, open_se
             secrets = _DevPlaceholders(secrets, pending)
 
     # 3. Compile flows and policies.
+    from flowlet.edge.authlimit import AuthThrottle
+    from flowlet.edge.ratelimit import Limiter
+    limiter = Limiter(settings.rate_limits)
+    throttle: AuthThrottle | None = AuthThrottle(limiter)
+    if not throttle.enabled:
+        throttle = None
     routes: list[Route] = []
     for name, doc, ep in parsed:
         try:
-            routes.append(_compile_route(name, doc, ep, settings, root, secrets))
+            routes.append(_compile_route(name, doc, ep, settings, root, secrets, limiter, throttle))
         except ConfigError as exc:
             errors.append(exc.located(name, doc.line))
 
@@ -208,7 +216,8 @@ def load_workspace(root: str | Path, *, display_root: str | None = None, open_se
         table.static[csrf_path] = csrf_entry
 
     return Workspace(root=root, settings=settings, routes=routes, paths=list(entries.values()), table=table,
-                     warnings=warnings, store=store, secrets=secrets, csrf_keys=csrf_keys, csrf_entry=csrf_entry)
+                     warnings=warnings, store=store, secrets=secrets, csrf_keys=csrf_keys, csrf_entry=csrf_entry,
+                     limiter=limiter)
 
 
 def _parse_endpoint(doc: YMap) -> dict:
@@ -216,7 +225,7 @@ def _parse_endpoint(doc: YMap) -> dict:
     if "endpoint" not in doc:
         raise doc.error("a flow file needs an 'endpoint' block (method, path, and its security settings)")
     ep = expect_map(doc["endpoint"], doc, "endpoint", "'endpoint'")
-    check_keys(ep, ("method", "path", "auth", "cors", "csrf", "description"), "endpoint")
+    check_keys(ep, ("method", "path", "auth", "cors", "csrf", "description", "rate_limit"), "endpoint")
     method = get_str(ep, "method").upper()
     if method not in METHODS:
         raise ep.error(f"method must be one of {', '.join(METHODS)} (HEAD and OPTIONS are answered "
@@ -232,10 +241,15 @@ def _parse_endpoint(doc: YMap) -> dict:
     if ep.get("cors") is not None:
         from flowlet.security.cors import parse_cors
         out["cors"] = parse_cors(expect_map(ep["cors"], ep, "cors", "'cors'"))
+    out["rate_limit"] = None
+    if ep.get("rate_limit") is not None:
+        from flowlet.edge.ratelimit import parse_endpoint_rate_limit
+        out["rate_limit"] = parse_endpoint_rate_limit(ep["rate_limit"], ep)
     return out
 
 
-def _compile_route(name: str, doc: YMap, ep: dict, settings: Settings, root: Path, secrets: Any) -> Route:
+def _compile_route(name: str, doc: YMap, ep: dict, settings: Settings, root: Path, secrets: Any,
+                   limiter: Any = None, throttle: Any = None) -> Route:
     flow = compile_flow(doc, root=root, secrets=secrets)
     route = Route(method=ep["method"], pattern=ep["pattern"], file=name, line=ep["block"].line, flow=flow,
                   auth_config=ep["auth"], cors_config=ep["cors"], csrf_required=ep["csrf"],
@@ -246,6 +260,12 @@ def _compile_route(name: str, doc: YMap, ep: dict, settings: Settings, root: Pat
             raise ConfigError("authentication needs the secrets store", name, ep["block"].line)
         route.auth, route.scope = compile_auth(
             ep["auth"], realm=settings.name, secrets=secrets,
+            compile_expr=lambda src, where: compile_expr(src, where, allow_secret=False), throttle=throttle)
+    if ep["rate_limit"] is not None:
+        from flowlet.edge.ratelimit import compile_endpoint_limit
+        route.rate_limit = compile_endpoint_limit(
+            ep["rate_limit"], route_id=f"{route.method} {route.pattern.text}", limiter=limiter,
+            uses_auth=route.auth is not None,
             compile_expr=lambda src, where: compile_expr(src, where, allow_secret=False))
     return route
 
