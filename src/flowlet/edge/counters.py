@@ -8,8 +8,9 @@ inherit them.
 Windows are aligned to the epoch (``floor(now / window)``), so every worker and every server
 agrees on where a window starts.
 
-:class:`RedisCounters` increments in Redis with one Lua script per batch: the increments that
-arrive within one event-loop turn travel together in one round trip. When Redis cannot be
+:class:`RedisCounters` increments in Redis (a pipelined connection, :mod:`flowlet.edge.resp`)
+with one Lua script per batch: the increments that
+arrive while the previous batch is on its way travel together in the next round trip. When Redis cannot be
 reached it reports ``None`` and the caller counts locally; the outage is logged once, shown
 by :meth:`RedisCounters.health`, and Redis is tried again with a growing back-off.
 """
@@ -25,6 +26,8 @@ import os
 import struct
 import time
 from typing import Any
+
+from flowlet.edge.resp import ReplyError, RespConnection
 
 log = logging.getLogger("flowlet.ratelimit")
 
@@ -211,7 +214,7 @@ return out
 
 
 class RedisCounters:
-    """Counters in Redis, batched per event-loop turn; ``None`` means "count locally"."""
+    """Counters in Redis, batched (one batch in flight); ``None`` means "count locally"."""
 
     connect_timeout = 0.25
     op_timeout = 0.25
@@ -223,28 +226,38 @@ class RedisCounters:
         self.down_since: float | None = None
         self.retry_at = 0.0
         self.backoff = 0.5
-        self._client: Any = None
-        self._script: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: RespConnection | None = None
+        self._opening: asyncio.Task | None = None
+        self._sha = ""
         self._pending: list[tuple[str, int, int, asyncio.Future]] = []
+        self._sending = False
 
     def health(self) -> str:
         return "ok" if self.down_since is None else "down"
 
-    def _connect(self) -> Any:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            import redis.asyncio as aioredis
-            self._client = aioredis.Redis.from_url(
-                self.url, socket_connect_timeout=self.connect_timeout, socket_timeout=self.op_timeout,
-                retry_on_timeout=False, health_check_interval=0)
-            self._script = self._client.register_script(_BATCH_LUA)
-            self._loop = loop
-        return self._client
-
     def available(self) -> bool:
         """False while Redis is down and the back-off has not run out (no attempt is made)."""
         return self.down_since is None or time.monotonic() >= self.retry_at
+
+    async def _connection(self) -> RespConnection:
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            return conn
+        if self._opening is None or self._opening.done():
+            self._opening = asyncio.get_running_loop().create_task(self._open())
+        return await asyncio.shield(self._opening)
+
+    async def _open(self) -> RespConnection:
+        conn = await RespConnection.open(self.url, self.connect_timeout)
+        try:
+            async with asyncio.timeout(self.op_timeout):
+                sha = await conn.call("SCRIPT", "LOAD", _BATCH_LUA)
+        except BaseException:
+            conn.close()
+            raise
+        self._sha = sha.decode() if isinstance(sha, bytes) else str(sha)
+        self._conn = conn
+        return conn
 
     async def incr(self, key: str, delta: int, window_ms: int, now_ms: int) -> tuple[int, int] | None:
         """(count, window end ms) after adding ``delta`` in the current window; None when down."""
@@ -255,25 +268,43 @@ class RedisCounters:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._pending.append((rkey, delta, end - now_ms + 1000, fut))
-        if len(self._pending) == 1:
+        if len(self._pending) == 1 and not self._sending:
             loop.call_soon(self._flush)
         count = await fut
         return None if count is None else (count, end)
 
     def _flush(self) -> None:
+        # One batch in flight at a time: what arrives meanwhile waits and goes in the next one,
+        # so batches grow with the load and the cost per request shrinks (a group commit).
+        if self._sending or not self._pending:
+            return
         batch, self._pending = self._pending, []
-        if batch:
-            asyncio.get_running_loop().create_task(self._send(batch))
+        self._sending = True
+        asyncio.get_running_loop().create_task(self._send(batch))
 
     async def _send(self, batch: list) -> None:
+        try:
+            await self._send_batch(batch)
+        finally:
+            self._sending = False
+            if self._pending:
+                self._flush()
+
+    async def _send_batch(self, batch: list) -> None:
         if self.down_since is not None:
             self.retry_at = time.monotonic() + self.backoff     # one probe at a time
+        args: list[Any] = [b[0] for b in batch]
+        for _, delta, ttl, _ in batch:
+            args += (delta, ttl)
         try:
-            self._connect()
-            args: list[int] = []
-            for _, delta, ttl, _ in batch:
-                args += (delta, ttl)
-            counts = await self._script(keys=[b[0] for b in batch], args=args)
+            conn = await self._connection()
+            async with asyncio.timeout(self.op_timeout):
+                try:
+                    counts = await conn.send("EVALSHA", self._sha, len(batch), *args)
+                except ReplyError as exc:
+                    if "NOSCRIPT" not in str(exc):     # the script cache was flushed: send it whole
+                        raise
+                    counts = await conn.send("EVAL", _BATCH_LUA, len(batch), *args)
         except Exception as exc:           # every failure of the store means "count locally"
             self._failed(exc)
             counts = [None] * len(batch)
@@ -290,8 +321,9 @@ class RedisCounters:
         if self.down_since is not None:
             self.retry_at = time.monotonic() + self.backoff
         try:
-            client = self._connect()
-            result = await client.eval(script, len(keys), *[self.prefix + k for k in keys], *args)
+            conn = await self._connection()
+            async with asyncio.timeout(self.op_timeout):
+                result = await conn.send("EVAL", script, len(keys), *[self.prefix + k for k in keys], *args)
         except Exception as exc:
             self._failed(exc)
             return None
@@ -308,7 +340,9 @@ class RedisCounters:
         else:
             self.backoff = min(self.backoff * 2, self.max_backoff)
         self.retry_at = now + self.backoff
-        self._client = None              # a fresh connection pool on the next attempt
+        if self._conn is not None:       # a fresh connection on the next attempt
+            self._conn.close()
+            self._conn = None
 
     def _recovered(self) -> None:
         if self.down_since is not None:
@@ -318,12 +352,9 @@ class RedisCounters:
             self.backoff = 0.5
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            try:
-                await self._client.aclose()
-            except Exception:
-                pass
-            self._client = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def _safe_url(url: str) -> str:
