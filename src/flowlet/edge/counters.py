@@ -43,7 +43,7 @@ def table_size(groups: int = GROUPS, per_group: int = PER_GROUP) -> int:
     return _HEADER + groups * per_group * _SLOT.size
 
 
-STRIPES = 256                        # semaphores guarding the groups, when workers are forked
+STRIPES = 64                         # semaphores guarding the groups, when workers are forked
 LOCK_PATIENCE = 1.0                  # seconds; a holder this slow has died inside its few lines
 
 # path -> semaphores made with the table: forked workers inherit them (a lock costs no system
@@ -51,7 +51,7 @@ LOCK_PATIENCE = 1.0                  # seconds; a holder this slow has died insi
 _INHERITED: dict[str, list[Any]] = {}
 
 
-def create_shared_table(groups: int = GROUPS, per_group: int = PER_GROUP) -> str:
+def create_shared_table(groups: int = GROUPS, per_group: int = PER_GROUP, shared: bool = True) -> str:
     """In the serving process, before workers start: an anonymous shared file, gone when the
     last process holding it exits (nothing is left behind after a crash). Returns its path."""
     import multiprocessing
@@ -60,6 +60,8 @@ def create_shared_table(groups: int = GROUPS, per_group: int = PER_GROUP) -> str
     os.ftruncate(fd, table_size(groups, per_group))
     os.pwrite(fd, _MAGIC + struct.pack("<II", groups, per_group) + os.urandom(32), 0)
     path = f"/proc/{os.getpid()}/fd/{fd}"
+    if not shared:
+        return path
     try:
         ctx = multiprocessing.get_context("fork")
         _INHERITED[path] = [ctx.Lock() for _ in range(STRIPES)]
@@ -79,8 +81,10 @@ class LocalTable:
     """Counters shared by the processes that open the same file (or private to one process)."""
 
     def __init__(self, path: str | None = None):
+        # private to this process (one event loop, updates never interleave): no locks at all
+        self.private = path is None
         if path is None:
-            path = create_shared_table(groups=4096)      # private: this process only
+            path = create_shared_table(groups=4096, shared=False)
         self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         size = os.fstat(self.fd).st_size
         self.map = mmap.mmap(self.fd, size)
@@ -114,6 +118,8 @@ class LocalTable:
         return fp
 
     def _lock(self, group: int, exclusive: bool = True) -> Any:
+        if self.private:
+            return None
         if self.stripes is None:
             fcntl.lockf(self.fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, 1, group)
             return None
@@ -125,6 +131,8 @@ class LocalTable:
         return lock
 
     def _unlock(self, group: int, lock: Any) -> None:
+        if self.private:
+            return
         if self.stripes is None:
             fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, group)
         elif lock is not None:
