@@ -158,3 +158,15 @@ def test_cli_list_is_validated():
     assert parse_allow_ips("127.0.0.1, 10.0.0.0/8") == ("127.0.0.1", "10.0.0.0/8")
     with pytest.raises(ValueError, match="forwarded-allow-ips"):
         parse_allow_ips("127.0.0.1,localhost")
+
+
+def test_unix_socket_peer_with_star_uses_the_forwarded_client():
+    req = request(None, ("x-forwarded-for", "198.51.100.7"), ("x-forwarded-proto", "https"))
+    compile_proxies(["*"]).apply(req)
+    assert (req.client, req.secure) == ("198.51.100.7", True)
+
+
+def test_unix_socket_peer_is_not_trusted_without_star():
+    req = request(None, ("x-forwarded-for", "198.51.100.7"))
+    PROXIES.apply(req)
+    assert req.client is None

@@ -81,6 +81,11 @@ class Request:
         self._cookies = cookies
         self._dup_cookies = dups
 
+    def expr_view(self) -> dict:
+        """``request`` as expressions see it; ``client`` is the effective client address."""
+        return {"method": self.method, "path": self.path, "headers": self.headers, "query": self.query,
+                "cookies": self.cookies, "client": self.client}
+
     @property
     def query(self) -> dict[str, str]:
         if self._query is None:

@@ -163,7 +163,8 @@ class TrustedProxies:
         if len(hops) > MAX_HOPS:
             raise HTTPError(400, "forwarding header lists too many hops")
         for hop in reversed(hops):
-            if hop[0] is None or not self.trusts(hop[0]):
+            # None is only ever the direct peer on a Unix socket, already trusted to get here
+            if hop[0] is not None and not self.trusts(hop[0]):
                 return hop
         if hops:
             return hops[0]            # everyone trusted: the left-most address, as nginx does
@@ -192,6 +193,8 @@ def _joined(req: Request, name: str) -> str:
 def _parse_forwarded(value: str) -> list[Hop]:
     hops: list[Hop] = []
     pos, end = 0, len(value)
+    while pos < end and value[pos] in " \t,":          # empty list elements are allowed
+        pos += 1
     element: dict[str, str] = {}
     while True:
         m = _PAIR.match(value, pos)

@@ -249,7 +249,7 @@ def _by_expr(expr: Any) -> Callable[[Request, dict, dict], str]:
     from flowlet.expr import ExprError
 
     def key_of(req: Request, auth: dict, params: dict) -> str:
-        env = {"request": request_env(req), "auth": auth, "params": params, "query": req.query}
+        env = {"request": req.expr_view(), "auth": auth, "params": params, "query": req.query}
         try:
             value = expr.evaluate(env)
         except ExprError:
@@ -259,8 +259,3 @@ def _by_expr(expr: Any) -> Callable[[Request, dict, dict], str]:
         return "x:" + bounded(value if isinstance(value, str) else repr(value))
     return key_of
 
-
-def request_env(req: Request) -> dict:
-    """``request`` as expressions see it (with ``client``, the effective client address)."""
-    return {"method": req.method, "path": req.path, "headers": req.headers, "query": req.query,
-            "cookies": req.cookies, "client": req.client}

@@ -13,7 +13,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from flowlet.edge.proxy import compile_proxies, from_environment
-from flowlet.edge.ratelimit import request_env
 from flowlet.errors import HTTPError
 from flowlet.expr import ExprError
 from flowlet.flows.flow import JSON_CT, Response, dump_json
@@ -217,7 +216,7 @@ class FlowletApp:
         if "query" in flow.variables:
             env["query"] = req.query
         if "request" in flow.variables:
-            env["request"] = request_env(req)
+            env["request"] = req.expr_view()
         try:
             if not flow.steps:                # expressions only: nothing to wait for
                 return await flow.run(env, self.ctx)
