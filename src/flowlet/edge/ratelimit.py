@@ -199,7 +199,7 @@ def bounded(text: str) -> str:
 class EndpointLimit:
     """``rate_limit:`` compiled for one route: the pipeline's one call is :meth:`check`."""
 
-    __slots__ = ("limiter", "limit", "window_s", "window_ms", "name", "key_of", "policy")
+    __slots__ = ("limiter", "limit", "window_s", "window_ms", "name", "key", "key_of", "policy")
 
     def __init__(self, cfg: EndpointRateLimit, route_id: str, limiter: Limiter,
                  key_of: Callable[[Request, dict, dict], str]):
@@ -208,8 +208,12 @@ class EndpointLimit:
         self.window_s = cfg.window_s
         self.window_ms = cfg.window_s * 1000
         self.name = f"ep:{route_id}:"
+        self.key = cfg.key
         self.key_of = key_of
         self.policy = "endpoint"
+
+    def describe(self) -> dict:
+        return {"limit": self.limit, "window_s": self.window_s, "key": self.key}
 
     async def check(self, req: Request, auth: dict, params: dict) -> None:
         key = self.name + self.key_of(req, auth, params)
