@@ -328,10 +328,17 @@ class RedisCounters:
             return None
         if self.down_since is not None:
             self.retry_at = time.monotonic() + self.backoff
+        sha = hashlib.sha1(script.encode()).hexdigest()
+        full = [len(keys), *[self.prefix + k for k in keys], *args]
         try:
             conn = await self._connection()
             async with asyncio.timeout(self.op_timeout):
-                result = await conn.send("EVAL", script, len(keys), *[self.prefix + k for k in keys], *args)
+                try:
+                    result = await conn.send("EVALSHA", sha, *full)
+                except ReplyError as exc:
+                    if "NOSCRIPT" not in str(exc):
+                        raise
+                    result = await conn.send("EVAL", script, *full)     # Redis caches it from now on
         except Exception as exc:
             self._failed(exc)
             return None
@@ -343,8 +350,9 @@ class RedisCounters:
         if self.down_since is None:
             self.down_since = now
             self.backoff = 0.5
+            detail = (str(exc) or type(exc).__name__).splitlines()[0][:200]
             log.error("rate limits: Redis at %s unreachable (%s); counting on this server only until it is back",
-                      _safe_url(self.url), type(exc).__name__)
+                      _safe_url(self.url), detail)
         else:
             self.backoff = min(self.backoff * 2, self.max_backoff)
         self.retry_at = now + self.backoff
