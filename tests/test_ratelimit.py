@@ -425,3 +425,11 @@ def test_throttle_keeps_working_when_redis_is_down():
     async def go():
         return [await attempt(t, "10.0.0.1", "x", False) for _ in range(3)]
     assert asyncio.run(go()) == [401, 401, 429]
+
+
+def test_redis_password_never_reaches_the_log_or_a_repr(caplog):
+    s = RateLimitSettings(store=f"redis://:hunter2secret@127.0.0.1:{closed_port()}/0", key_prefix=prefix())
+    limiter = Limiter(s, LocalTable())
+    with caplog.at_level(logging.WARNING, logger="flowlet.ratelimit"):
+        asyncio.run(limiter.hit("k", 60))
+    assert caplog.records and "hunter2secret" not in caplog.text and "hunter2secret" not in repr(s)

@@ -24,7 +24,7 @@ import ipaddress
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
 from flowlet.edge.counters import LocalTable, RedisCounters
@@ -66,7 +66,7 @@ def parse_rate(text: Any, where: Where) -> Rate:
 class RateLimitSettings:
     """flowlet.yaml ``rate_limits:``."""
 
-    store: str | None = None
+    store: str | None = field(default=None, repr=False)     # may hold a password
     key_prefix: str = "flowlet:"
     per_client: Rate | None = Rate(30, 60)
     per_user: Rate | None = Rate(10, 60)
