@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+import redis_keys
+
 from conftest import PG_BASE, ROOT, flowlet, free_port, make_workspace, run_server
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(),
@@ -94,10 +96,11 @@ def deployment(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("deploy")
     schema = "t_" + uuid.uuid4().hex[:12]
+    key_prefix = redis_keys.new_prefix()
     conn = psycopg.connect(PG_BASE, autocommit=True, connect_timeout=3)
     conn.execute(f"CREATE SCHEMA {schema}")
     settings = (f"name: deployed\nstore: '{PG_BASE}?options=-csearch_path%3D{schema}'\n"
-                f"rate_limits:\n  store: redis://127.0.0.1:6379/0\n  key_prefix: 'flowlet-test:{uuid.uuid4().hex}:'\n"
+                f"rate_limits:\n  store: redis://127.0.0.1:6379/0\n  key_prefix: '{key_prefix}'\n"
                 f"  auth_failures: {{per_client: 3/86400s, per_user: 100/86400s}}\n")
     files = {"flowlet.yaml": settings, **FLOWS}
     a, b = make_workspace(tmp / "a", files), make_workspace(tmp / "b", files)
@@ -126,6 +129,7 @@ def deployment(tmp_path_factory):
             proc.wait(10)
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
         conn.close()
+        redis_keys.drop(key_prefix)
 
 
 def client(source: str = "127.0.0.2") -> httpx.Client:

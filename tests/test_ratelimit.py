@@ -12,6 +12,8 @@ import uuid
 
 import pytest
 
+import redis_keys
+
 from flowlet.edge.authlimit import AuthThrottle
 from flowlet.edge.counters import LocalTable, RedisCounters, create_shared_table
 from flowlet.edge.ratelimit import (EndpointRateLimit, Limiter, RateLimitSettings, client_key,
@@ -36,8 +38,19 @@ def redis_up() -> bool:
 needs_redis = pytest.mark.skipif(not redis_up(), reason="no Redis on 127.0.0.1:6379")
 
 
+_PREFIXES: list[str] = []
+
+
 def prefix() -> str:
-    return f"flowlet-test:{uuid.uuid4().hex}:"
+    _PREFIXES.append(redis_keys.new_prefix())
+    return _PREFIXES[-1]
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_keys():
+    yield
+    while _PREFIXES:
+        redis_keys.drop(_PREFIXES.pop())
 
 
 def closed_port() -> int:
