@@ -15,7 +15,7 @@ import pytest
 import redis_keys
 
 from flowlet.edge.authlimit import AuthThrottle
-from flowlet.edge.counters import LocalTable, RedisCounters, create_shared_table
+from flowlet.edge.counters import LocalTable, create_shared_table
 from flowlet.edge.ratelimit import (EndpointRateLimit, Limiter, RateLimitSettings, client_key,
                                     compile_endpoint_limit, parse_endpoint_rate_limit,
                                     parse_rate_limit_settings)

@@ -25,12 +25,15 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 from flowlet.edge.counters import LocalTable, RedisCounters
 from flowlet.errors import ConfigError, HTTPError
 from flowlet.http import Request
 from flowlet.source import YMap, check_keys, expect_map, get_int, get_str
+
+if TYPE_CHECKING:
+    from flowlet.expr import Expr
 
 Where = tuple[Union[str, None], int]
 
@@ -226,7 +229,7 @@ class EndpointLimit:
 
 
 def compile_endpoint_limit(cfg: EndpointRateLimit, *, route_id: str, limiter: Limiter, uses_auth: bool,
-                           compile_expr: Callable[[str, Where], Any]) -> EndpointLimit:
+                           compile_expr: Callable[[str, Where], Expr]) -> EndpointLimit:
     """Load time: the key function. ``user`` needs authentication; an expression is compiled now."""
     if cfg.key == "client":
         key_of = _by_client
@@ -249,7 +252,7 @@ def _by_user(req: Request, auth: dict, params: dict) -> str:
     return "u:" + bounded(str(user)) if user is not None else "c:" + client_key(req.client)
 
 
-def _by_expr(expr: Any) -> Callable[[Request, dict, dict], str]:
+def _by_expr(expr: Expr) -> Callable[[Request, dict, dict], str]:
     from flowlet.expr import ExprError
 
     def key_of(req: Request, auth: dict, params: dict) -> str:
