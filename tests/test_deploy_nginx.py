@@ -208,3 +208,25 @@ def test_secret_change_is_seen_by_both_servers(deployment):
             time.sleep(0.02)
     assert sorted(seen) == [0, 1], seen
     print(f"secret change seen after {seen[0]:.2f} s and {seen[1]:.2f} s")
+
+
+def test_csrf_key_rotation_is_seen_by_both_servers(deployment):
+    """Two rotations retire the key a token was issued under; each server must stop taking it."""
+    a, b = deployment["servers"]
+    with client("127.0.0.8") as c:
+        issued = c.get(a.url + "/api/csrf")
+        token, cookie = issued.json()["token"], issued.cookies["csrf"]
+        headers = {"x-csrf-token": token, "cookie": f"csrf={cookie}", "content-type": "application/json"}
+        assert [c.post(s.url + "/api/notes", headers=headers, content=b"1").status_code for s in (a, b)] == [200, 200]
+        for _ in range(2):
+            r = flowlet("secrets", "rotate-csrf", "-w", str(deployment["workspaces"][0]), env=deployment["env"])
+            assert r.returncode == 0, r.stderr
+        rotated = time.monotonic()
+        seen = {}
+        while len(seen) < 2 and time.monotonic() - rotated < 5:
+            for i, server in enumerate((a, b)):
+                if i not in seen and c.post(server.url + "/api/notes", headers=headers, content=b"1").status_code == 400:
+                    seen[i] = time.monotonic() - rotated
+            time.sleep(0.02)
+    assert sorted(seen) == [0, 1], seen
+    print(f"CSRF key rotation seen after {seen[0]:.2f} s and {seen[1]:.2f} s")
