@@ -158,6 +158,9 @@ def test_full_group_evicts_the_earliest_window_not_a_crash():
     for i in range(10):
         table.add(f"k{i}", 1, 60_000)
     assert table.get("k9")[0] == 1
+    # k0's slot now holds another key: the remembered position must not be trusted
+    assert table.add("k0", 1, 60_000)[0] == 1
+    assert table.get("k9")[0] == 1 and table.add("k9", 1, 60_000)[0] == 2
 
 
 # ---- the endpoint limit ---------------------------------------------------------------------

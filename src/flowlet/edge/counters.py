@@ -94,6 +94,7 @@ class LocalTable:
         self.hash_key = bytes(self.map[16:48])
         self.stripes = _INHERITED.get(path)
         self._fps: dict[str, int] = {}
+        self._slots: dict[str, tuple[int, int, int]] = {}     # key -> (fingerprint, group, offset)
 
     @classmethod
     def for_worker(cls) -> "LocalTable":
@@ -116,6 +117,13 @@ class LocalTable:
                 self._fps.clear()
             self._fps[key] = fp
         return fp
+
+    def _remember(self, key: str | None, fp: int, group: int, off: int) -> None:
+        if key is None:
+            return
+        if len(self._slots) >= 8192:
+            self._slots.clear()
+        self._slots[key] = (fp, group, off)
 
     def _lock(self, group: int, exclusive: bool = True) -> Any:
         if self.private:
@@ -142,7 +150,21 @@ class LocalTable:
         """Add ``delta`` to the counter of ``key`` in the current window; returns (count, window end ms)."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         end = (now // window_ms + 1) * window_ms
-        return self._update(self.fingerprint(key), delta, end, now)
+        hint = self._slots.get(key)
+        if hint is not None:          # where this process last found the key: one slot to read
+            fp, group, off = hint
+            lock = self._lock(group)
+            try:
+                slot_fp, slot_end, count = _SLOT.unpack_from(self.map, off)
+                if slot_fp == fp:
+                    if slot_end <= now:
+                        count, slot_end = 0, end
+                    count += delta
+                    _SLOT.pack_into(self.map, off, fp, slot_end, count)
+                    return count, slot_end
+            finally:
+                self._unlock(group, lock)
+        return self._update(self.fingerprint(key), delta, end, now, key=key)
 
     def mark(self, key: str, until_ms: int) -> None:
         """A flag that holds until ``until_ms`` (count 1)."""
@@ -177,7 +199,8 @@ class LocalTable:
                 return count if end > now_ms else 0
         return 0
 
-    def _update(self, fp: int, delta: int, end: int, now: int, set_to: int | None = None) -> tuple[int, int]:
+    def _update(self, fp: int, delta: int, end: int, now: int, set_to: int | None = None,
+                key: str | None = None) -> tuple[int, int]:
         group = fp % self.groups
         base = _HEADER + group * self.per_group * _SLOT.size
         m, size = self.map, _SLOT.size
@@ -195,6 +218,7 @@ class LocalTable:
                     if set_to is not None:
                         slot_end = end
                     _SLOT.pack_into(m, off, fp, slot_end, count)
+                    self._remember(key, fp, group, off)
                     return count, slot_end
                 if free < 0 and (slot_fp == 0 or slot_end <= now):
                     free = i
@@ -204,6 +228,7 @@ class LocalTable:
             target = free if free >= 0 else oldest
             count = set_to if set_to is not None else delta
             _SLOT.pack_into(m, base + target * size, fp, end, count)
+            self._remember(key, fp, group, base + target * size)
             return count, end
         finally:
             self._unlock(group, lock)
