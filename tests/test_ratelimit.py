@@ -449,3 +449,50 @@ def test_redis_password_never_reaches_the_log_or_a_repr(caplog):
     with caplog.at_level(logging.WARNING, logger="flowlet.ratelimit"):
         asyncio.run(limiter.hit("k", 60))
     assert caplog.records and "hunter2secret" not in caplog.text and "hunter2secret" not in repr(s)
+
+
+class SilentRedis:
+    """Answers the script upload, then never again: a Redis that hangs mid-connection."""
+
+    def __init__(self):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            try:
+                conn.recv(65536)
+                conn.sendall(b"$40\r\n" + b"0" * 40 + b"\r\n")
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        for c in [self.server, *self.conns]:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+
+def test_redis_that_stops_answering_is_left_for_local_counting(caplog):
+    fake = SilentRedis()
+    limiter = Limiter(RateLimitSettings(store=f"redis://127.0.0.1:{fake.port}/0", key_prefix=prefix()), LocalTable())
+
+    async def go():
+        async with asyncio.timeout(5):        # the watchdog must answer well before this
+            return await asyncio.gather(*[limiter.hit("k", 60) for _ in range(3)])
+    try:
+        with caplog.at_level(logging.WARNING, logger="flowlet.ratelimit"):
+            counts = sorted(c for c, _ in asyncio.run(go()))
+    finally:
+        fake.close()
+    assert counts == [1, 2, 3] and limiter.health() == {"redis": "down"}
+    assert "did not answer" in caplog.text

@@ -263,7 +263,7 @@ class RedisCounters:
         self._opening: asyncio.Task | None = None
         self._sha = ""
         self._pending: list[tuple[str, int, int, asyncio.Future]] = []
-        self._sending = False
+        self._timer: asyncio.TimerHandle | None = None
 
     def health(self) -> str:
         return "ok" if self.down_since is None else "down"
@@ -296,56 +296,73 @@ class RedisCounters:
         """(count, window end ms) after adding ``delta`` in the current window; None when down."""
         if not self.available():
             return None
+        conn = self._conn
+        if conn is None or conn.closed:
+            if self.down_since is not None:
+                self.retry_at = time.monotonic() + self.backoff     # one probe at a time
+            try:
+                conn = await self._connection()
+            except Exception as exc:                # unreachable: count locally
+                self._failed(exc)
+                return None
         end = (now_ms // window_ms + 1) * window_ms
-        rkey = f"{self.prefix}{key}:{now_ms // window_ms}"
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._pending.append((rkey, delta, end - now_ms + 1000, fut))
-        if len(self._pending) == 1 and not self._sending:
+        self._pending.append((f"{self.prefix}{key}:{now_ms // window_ms}", delta, end - now_ms + 1000, fut))
+        if len(self._pending) == 1:
             loop.call_soon(self._flush)
         count = await fut
         return None if count is None else (count, end)
 
     def _flush(self) -> None:
-        # One batch in flight at a time: what arrives meanwhile waits and goes in the next one,
-        # so batches grow with the load and the cost per request shrinks (a group commit).
-        if self._sending or not self._pending:
-            return
+        # What reached Redis counting in one event-loop turn goes out in one script call, written
+        # at once; replies come back in order, so any number of these may be in flight.
         batch, self._pending = self._pending, []
-        self._sending = True
-        asyncio.get_running_loop().create_task(self._send(batch))
-
-    async def _send(self, batch: list) -> None:
-        try:
-            await self._send_batch(batch)
-        finally:
-            self._sending = False
-            if self._pending:
-                self._flush()
-
-    async def _send_batch(self, batch: list) -> None:
-        if self.down_since is not None:
-            self.retry_at = time.monotonic() + self.backoff     # one probe at a time
+        conn = self._conn
+        if not batch:
+            return
+        if conn is None or conn.closed:
+            self._settle_all(batch, None)
+            return
         args: list[Any] = [b[0] for b in batch]
         for _, delta, ttl, _ in batch:
             args += (delta, ttl)
-        try:
-            conn = await self._connection()
-            async with asyncio.timeout(self.op_timeout):
-                try:
-                    counts = await conn.send("EVALSHA", self._sha, len(batch), *args)
-                except ReplyError as exc:
-                    if "NOSCRIPT" not in str(exc):     # the script cache was flushed: send it whole
-                        raise
-                    counts = await conn.send("EVAL", _BATCH_LUA, len(batch), *args)
-        except Exception as exc:           # every failure of the store means "count locally"
-            self._failed(exc)
-            counts = [None] * len(batch)
-        else:
+        reply = conn.send("EVALSHA", self._sha, len(batch), *args)
+        reply.add_done_callback(lambda done: self._settled(done, conn, batch, args))
+        self._watch(conn)
+
+    def _settled(self, reply: asyncio.Future, conn: RespConnection, batch: list, args: list[Any] | None) -> None:
+        exc = reply.exception()
+        if exc is None:
             self._recovered()
-        for (_, _, _, fut), count in zip(batch, counts):
+            self._settle_all(batch, reply.result())
+            return
+        if args is not None and isinstance(exc, ReplyError) and "NOSCRIPT" in str(exc) and not conn.closed:
+            again = conn.send("EVAL", _BATCH_LUA, len(batch), *args)    # the script cache was flushed
+            again.add_done_callback(lambda done: self._settled(done, conn, batch, None))
+            return
+        self._failed(exc)                           # every failure of the store means "count locally"
+        self._settle_all(batch, None)
+
+    @staticmethod
+    def _settle_all(batch: list, counts: list[Any] | None) -> None:
+        for i, (_, _, _, fut) in enumerate(batch):
             if not fut.done():
-                fut.set_result(None if count is None else int(count))
+                fut.set_result(None if counts is None else int(counts[i]))
+
+    def _watch(self, conn: RespConnection) -> None:
+        """A reply overdue by ``op_timeout`` ends the connection (its waiters then count locally)."""
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.op_timeout, self._check, conn, conn.replies)
+
+    def _check(self, conn: RespConnection, replies_then: int) -> None:
+        self._timer = None
+        if not conn.closed and conn.waiters and conn.replies == replies_then:
+            conn.fail(TimeoutError(f"Redis did not answer within {self.op_timeout} s"))
+            return
+        current = self._conn
+        if current is not None and not current.closed and current.waiters:
+            self._watch(current)
 
     async def call(self, script: str, keys: list[str], args: list[Any]) -> Any:
         """Run a Lua script (auth throttle); None when Redis is down."""

@@ -70,6 +70,7 @@ class RespConnection(asyncio.Protocol):
         self.waiters: deque[asyncio.Future] = deque()
         self.buf = b""
         self.closed = False
+        self.replies = 0              # replies read so far: a watchdog sees whether Redis is answering
 
     @classmethod
     async def open(cls, url: str, timeout: float) -> "RespConnection":
@@ -104,6 +105,7 @@ class RespConnection(asyncio.Protocol):
                 if got is None:
                     break
                 value, pos = got
+                self.replies += 1
                 fut = self.waiters.popleft()
                 if not fut.done():
                     if isinstance(value, ReplyError):
