@@ -81,8 +81,12 @@ class AuthThrottle:
     def suspect(self, client: str | None, user: str | None) -> bool:
         """True when this server has marked the client (or the user, for a client not known to
         have logged in as them): the caller then goes through :meth:`admit`."""
-        c = client_key(client)
         now = int(time.time() * 1000)
+        if not self.table.any_flags(now):            # nobody is blocked: the usual case, one read
+            if user is not None and self.per_user is not None:
+                self._note_success(user, client, now)
+            return False
+        c = client_key(client)
         if self.per_client is not None and self.table.peek("af:b:c:" + c, now):
             return True
         if user is None or self.per_user is None:
@@ -90,7 +94,7 @@ class AuthThrottle:
         u = bounded(user)
         if self.table.peek("af:b:u:" + u, now) and not self.table.peek(f"af:ok:{u}\0{c}", now):
             return True
-        self._note_success(u, c, now)
+        self._note_success(user, client, now)
         return False
 
     async def confirm(self, client: str | None, user: str | None) -> None:
@@ -139,11 +143,11 @@ class AuthThrottle:
     def _judge(self, t: Ticket, now: int) -> None:
         pc, pu = self.per_client, self.per_user
         if pc is not None and t.client_count > pc.limit:
-            self.table.mark("af:b:c:" + t.client, t.client_end)
+            self.table.flag("af:b:c:" + t.client, t.client_end)
             raise too_many("too many failed authentication attempts from this client; retry later",
                            "auth-client", pc.limit, pc.window_s, t.client_end)
         if pu is not None and t.user_key is not None and t.user_count > pu.limit:
-            self.table.mark("af:b:u:" + (t.user or ""), t.user_end)
+            self.table.flag("af:b:u:" + (t.user or ""), t.user_end)
             raise too_many("too many failed logins for this user name; retry later",
                            "auth-user", pu.limit, pu.window_s, t.user_end)
 
@@ -151,9 +155,9 @@ class AuthThrottle:
         """The check failed: its places stay taken; at the limit, mark the client or user so
         cached answers from them come through :meth:`admit` too."""
         if self.per_client is not None and t.client_count >= self.per_client.limit:
-            self.table.mark("af:b:c:" + t.client, t.client_end)
+            self.table.flag("af:b:c:" + t.client, t.client_end)
         if self.per_user is not None and t.user_key is not None and t.user_count >= self.per_user.limit:
-            self.table.mark("af:b:u:" + (t.user or ""), t.user_end)
+            self.table.flag("af:b:u:" + (t.user or ""), t.user_end)
 
     async def succeeded(self, t: Ticket) -> None:
         """Give the places back (before answering, so the client's next attempt sees them);
@@ -173,20 +177,21 @@ class AuthThrottle:
             self.table.mark(f"af:ok:{t.user}\0{t.client}", now + RECENT_MS)
             self._seen[(t.user, t.client)] = time.monotonic() + 3600
 
-    def _note_success(self, u: str, c: str, now: int) -> None:
+    def _note_success(self, user: str, client: str | None, now: int) -> None:
         """A cached success: record the pair once an hour per process, not on every request."""
-        until = self._seen.get((u, c))
+        until = self._seen.get((user, client))
         mono = time.monotonic()
         if until is not None and until > mono:
             return
         if len(self._seen) > 10000:
             self._seen.clear()
-        self._seen[(u, c)] = mono + 3600
-        self.table.mark(f"af:ok:{u}\0{c}", now + RECENT_MS)
+        self._seen[(user, client)] = mono + 3600
+        ok = f"af:ok:{bounded(user)}\0{client_key(client)}"
+        self.table.mark(ok, now + RECENT_MS)
         if self.limiter.redis is not None and self.limiter.redis.available():
             import asyncio
             asyncio.get_running_loop().create_task(self.limiter.redis.call(
-                _SUCCESS_LUA, ["-", "-", f"af:ok:{u}\0{c}"], ["0", "0", "1", RECENT_MS]))
+                _SUCCESS_LUA, ["-", "-", ok], ["0", "0", "1", RECENT_MS]))
 
     # ---- helpers -------------------------------------------------------------------------
 

@@ -33,7 +33,8 @@ log = logging.getLogger("flowlet.ratelimit")
 
 ENV_TABLE = "FLOWLET_COUNTERS"       # the path workers open: /proc/<pid>/fd/<fd> of the memfd
 _MAGIC = b"FLRLCNT1"
-_HEADER = 64                         # magic, groups, slots per group, hash key (32 bytes)
+_HEADER = 64                         # magic, groups, slots per group, hash key (32 bytes), flags until
+_FLAGS_UNTIL = struct.Struct("<Q")   # at offset 48: when the last flag set by ``flag`` ends (ms)
 _SLOT = struct.Struct("<QQq")        # fingerprint (0 = free), window end in ms, count
 GROUPS = 32768
 PER_GROUP = 16                       # 512 Ki slots, 12 MiB of mostly untouched memory
@@ -171,6 +172,20 @@ class LocalTable:
         now = int(time.time() * 1000)
         fp = self.fingerprint(key)
         self._update(fp, 0, until_ms, now, set_to=1)
+
+    def flag(self, key: str, until_ms: int) -> None:
+        """A mark that is rare and read on hot paths (a blocked client): besides the mark, the
+        header remembers when the last one ends, so :meth:`any_flags` answers "none" in one read."""
+        self.mark(key, until_ms)
+        lock = self._lock(self.groups)               # a lock id no group uses
+        try:
+            if _FLAGS_UNTIL.unpack_from(self.map, 48)[0] < until_ms:
+                _FLAGS_UNTIL.pack_into(self.map, 48, until_ms)
+        finally:
+            self._unlock(self.groups, lock)
+
+    def any_flags(self, now_ms: int) -> bool:
+        return _FLAGS_UNTIL.unpack_from(self.map, 48)[0] > now_ms
 
     def get(self, key: str, now_ms: int | None = None) -> tuple[int, int]:
         """(count, window end ms) of ``key``; (0, 0) when absent or over."""
