@@ -429,6 +429,7 @@ def test_cached_answers_from_a_marked_client_are_rechecked():
         for _ in range(2):
             await attempt(t, "10.0.0.1", "x", False)
         assert t.suspect("10.0.0.1", "ann") is True
+        assert t.suspect("10.0.0.2", "ann") is False          # another client is not affected
         with pytest.raises(HTTPError) as info:
             await t.confirm("10.0.0.1", "ann")
         return info.value.status
