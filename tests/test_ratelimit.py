@@ -497,3 +497,13 @@ def test_redis_that_stops_answering_is_left_for_local_counting(caplog):
         fake.close()
     assert counts == [1, 2, 3] and limiter.health() == {"redis": "down"}
     assert "did not answer" in caplog.text
+
+
+def test_closing_lets_go_of_the_table_and_twice_is_fine():
+    import os
+    before = len(os.listdir("/proc/self/fd"))
+    limiters = [Limiter(RateLimitSettings(), LocalTable()) for _ in range(5)]
+    for limiter in limiters:
+        limiter.close()
+        limiter.close()
+    assert len(os.listdir("/proc/self/fd")) <= before

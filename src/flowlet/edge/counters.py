@@ -52,17 +52,20 @@ LOCK_PATIENCE = 1.0                  # seconds; a holder this slow has died insi
 _INHERITED: dict[str, list[Any]] = {}
 
 
-def create_shared_table(groups: int = GROUPS, per_group: int = PER_GROUP, shared: bool = True) -> str:
-    """In the serving process, before workers start: an anonymous shared file, gone when the
-    last process holding it exits (nothing is left behind after a crash). Returns its path."""
-    import multiprocessing
-
+def _new_table(groups: int, per_group: int) -> int:
+    """An anonymous file holding an empty table: gone when the last process holding it exits."""
     fd = os.memfd_create("flowlet-counters", os.MFD_CLOEXEC) if hasattr(os, "memfd_create") else _temp_fd()
     os.ftruncate(fd, table_size(groups, per_group))
     os.pwrite(fd, _MAGIC + struct.pack("<II", groups, per_group) + os.urandom(32), 0)
-    path = f"/proc/{os.getpid()}/fd/{fd}"
-    if not shared:
-        return path
+    return fd
+
+
+def create_shared_table(groups: int = GROUPS, per_group: int = PER_GROUP) -> str:
+    """In the serving process, before workers start: a table its workers open through the
+    returned path (nothing is left behind after a crash), and the semaphores they inherit."""
+    import multiprocessing
+
+    path = f"/proc/{os.getpid()}/fd/{_new_table(groups, per_group)}"
     try:
         ctx = multiprocessing.get_context("fork")
         _INHERITED[path] = [ctx.Lock() for _ in range(STRIPES)]
@@ -84,9 +87,7 @@ class LocalTable:
     def __init__(self, path: str | None = None):
         # private to this process (one event loop, updates never interleave): no locks at all
         self.private = path is None
-        if path is None:
-            path = create_shared_table(groups=4096, shared=False)
-        self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        self.fd = _new_table(4096, PER_GROUP) if path is None else os.open(path, os.O_RDWR | os.O_CLOEXEC)
         size = os.fstat(self.fd).st_size
         self.map = mmap.mmap(self.fd, size)
         if self.map[:8] != _MAGIC:
@@ -202,6 +203,11 @@ class LocalTable:
         finally:
             self._unlock(group, lock)
         return 0, 0
+
+    def close(self) -> None:
+        if not self.map.closed:
+            self.map.close()
+            os.close(self.fd)
 
     def peek(self, key: str, now_ms: int) -> int:
         """The count of ``key`` read without the lock: a hint for deciding whether to take the
@@ -424,10 +430,16 @@ class RedisCounters:
             self.down_since = None
             self.backoff = 0.5
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def aclose(self) -> None:
+        self.close()
 
 
 def _safe_url(url: str) -> str:

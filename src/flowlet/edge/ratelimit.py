@@ -155,9 +155,16 @@ class Limiter:
                 return got
         return self.table.add(key, delta, window_s * 1000, now)
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
+        """Let go of the counter table (the shared one lives on in the other workers) and Redis."""
         if self.redis is not None:
-            await self.redis.aclose()
+            self.redis.close()
+        self.table.close()
+
+    async def aclose(self) -> None:
+        """At shutdown: the Redis connection only (a request still finishing may count locally)."""
+        if self.redis is not None:
+            self.redis.close()
 
 
 def too_many(message: str, policy: str, rate_limit: int, window_s: int, end_ms: int) -> HTTPError:

@@ -57,6 +57,8 @@ class Workspace:
 
     def close(self) -> None:
         self.auth_runtime.close()
+        if self.limiter is not None:
+            self.limiter.close()
         if self.store is not None:
             self.store.close()
 
@@ -96,6 +98,7 @@ def load_workspace(root: str | Path, *, display_root: str | None = None, open_se
         return _build(root, settings, groups, path_cors, secrets, warnings, auth_runtime, limiter)
     except BaseException:
         auth_runtime.close()
+        limiter.close()
         secrets.close()
         raise
 
