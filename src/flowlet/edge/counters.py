@@ -1,18 +1,18 @@
 """Fixed-window counters: one table shared by every worker of a server, and Redis across servers.
 
 :class:`LocalTable` is a hash table in shared memory (a ``memfd`` the serving process creates
-before its workers start; they open it through ``/proc``). Updates are exact across processes:
-each group of slots is guarded by one of a set of semaphores the workers inherit (no system
-call unless two workers meet), or by a byte-range ``fcntl`` lock in a process that did not
-inherit them.
+before its workers start; they open it through ``/proc``). Each group of slots has its own
+byte-range lock (``fcntl``, released by the kernel if a worker dies holding it), so an update
+is exact across processes and costs two system calls; a table private to one process (one
+event loop, updates never interleave) takes no lock at all.
 Windows are aligned to the epoch (``floor(now / window)``), so every worker and every server
 agrees on where a window starts.
 
-:class:`RedisCounters` increments in Redis (a pipelined connection, :mod:`flowlet.edge.resp`)
-with one Lua script per batch: the increments that
-arrive while the previous batch is on its way travel together in the next round trip. When Redis cannot be
-reached it reports ``None`` and the caller counts locally; the outage is logged once, shown
-by :meth:`RedisCounters.health`, and Redis is tried again with a growing back-off.
+:class:`RedisCounters` increments in Redis over a pipelined connection
+(:mod:`flowlet.edge.resp`): the increments of one event-loop turn go out as one Lua script
+call, and any number of those may be in flight. When Redis cannot be reached it reports
+``None`` and the caller counts locally; the outage is logged once, shown by
+:meth:`RedisCounters.health`, and Redis is tried again with a growing back-off.
 """
 
 from __future__ import annotations
@@ -44,14 +44,6 @@ def table_size(groups: int = GROUPS, per_group: int = PER_GROUP) -> int:
     return _HEADER + groups * per_group * _SLOT.size
 
 
-STRIPES = 64                         # semaphores guarding the groups, when workers are forked
-LOCK_PATIENCE = 1.0                  # seconds; a holder this slow has died inside its few lines
-
-# path -> semaphores made with the table: forked workers inherit them (a lock costs no system
-# call unless contended); a process that did not inherit them falls back to fcntl locks.
-_INHERITED: dict[str, list[Any]] = {}
-
-
 def _new_table(groups: int, per_group: int) -> int:
     """An anonymous file holding an empty table: gone when the last process holding it exits."""
     fd = os.memfd_create("flowlet-counters", os.MFD_CLOEXEC) if hasattr(os, "memfd_create") else _temp_fd()
@@ -62,16 +54,8 @@ def _new_table(groups: int, per_group: int) -> int:
 
 def create_shared_table(groups: int = GROUPS, per_group: int = PER_GROUP) -> str:
     """In the serving process, before workers start: a table its workers open through the
-    returned path (nothing is left behind after a crash), and the semaphores they inherit."""
-    import multiprocessing
-
-    path = f"/proc/{os.getpid()}/fd/{_new_table(groups, per_group)}"
-    try:
-        ctx = multiprocessing.get_context("fork")
-        _INHERITED[path] = [ctx.Lock() for _ in range(STRIPES)]
-    except (OSError, ValueError):      # no POSIX semaphores here: fcntl locks only
-        pass
-    return path
+    returned path while this process lives (nothing is left behind after a crash)."""
+    return f"/proc/{os.getpid()}/fd/{_new_table(groups, per_group)}"
 
 
 def _temp_fd() -> int:
@@ -94,7 +78,6 @@ class LocalTable:
             raise ValueError(f"{path} is not a Flowlet counter table")
         self.groups, self.per_group = struct.unpack_from("<II", self.map, 8)
         self.hash_key = bytes(self.map[16:48])
-        self.stripes = _INHERITED.get(path)
         self._fps: dict[str, int] = {}
         self._slots: dict[str, tuple[int, int, int]] = {}     # key -> (fingerprint, group, offset)
 
@@ -127,26 +110,13 @@ class LocalTable:
             self._slots.clear()
         self._slots[key] = (fp, group, off)
 
-    def _lock(self, group: int, exclusive: bool = True) -> Any:
-        if self.private:
-            return None
-        if self.stripes is None:
+    def _lock(self, group: int, exclusive: bool = True) -> None:
+        if not self.private:
             fcntl.lockf(self.fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH, 1, group)
-            return None
-        lock = self.stripes[group % STRIPES]
-        if not lock.acquire(True, LOCK_PATIENCE):
-            log.error("rate-limit counters: a lock was held for over %s s (a worker died holding it); "
-                      "taking it over", LOCK_PATIENCE)
-            return None
-        return lock
 
-    def _unlock(self, group: int, lock: Any) -> None:
-        if self.private:
-            return
-        if self.stripes is None:
+    def _unlock(self, group: int) -> None:
+        if not self.private:
             fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, group)
-        elif lock is not None:
-            lock.release()
 
     def add(self, key: str, delta: int, window_ms: int, now_ms: int | None = None) -> tuple[int, int]:
         """Add ``delta`` to the counter of ``key`` in the current window; returns (count, window end ms)."""
@@ -155,7 +125,7 @@ class LocalTable:
         hint = self._slots.get(key)
         if hint is not None:          # where this process last found the key: one slot to read
             fp, group, off = hint
-            lock = self._lock(group)
+            self._lock(group)
             try:
                 slot_fp, slot_end, count = _SLOT.unpack_from(self.map, off)
                 if slot_fp == fp:
@@ -165,7 +135,7 @@ class LocalTable:
                     _SLOT.pack_into(self.map, off, fp, slot_end, count)
                     return count, slot_end
             finally:
-                self._unlock(group, lock)
+                self._unlock(group)
         return self._update(self.fingerprint(key), delta, end, now, key=key)
 
     def mark(self, key: str, until_ms: int) -> None:
@@ -178,12 +148,12 @@ class LocalTable:
         """A mark that is rare and read on hot paths (a blocked client): besides the mark, the
         header remembers when the last one ends, so :meth:`any_flags` answers "none" in one read."""
         self.mark(key, until_ms)
-        lock = self._lock(self.groups)               # a lock id no group uses
+        self._lock(self.groups)               # a lock id no group uses
         try:
             if _FLAGS_UNTIL.unpack_from(self.map, 48)[0] < until_ms:
                 _FLAGS_UNTIL.pack_into(self.map, 48, until_ms)
         finally:
-            self._unlock(self.groups, lock)
+            self._unlock(self.groups)
 
     def any_flags(self, now_ms: int) -> bool:
         return _FLAGS_UNTIL.unpack_from(self.map, 48)[0] > now_ms
@@ -194,14 +164,14 @@ class LocalTable:
         fp = self.fingerprint(key)
         group = fp % self.groups
         base = _HEADER + group * self.per_group * _SLOT.size
-        lock = self._lock(group, exclusive=False)
+        self._lock(group, exclusive=False)
         try:
             for i in range(self.per_group):
                 slot_fp, end, count = _SLOT.unpack_from(self.map, base + i * _SLOT.size)
                 if slot_fp == fp:
                     return (count, end) if end > now else (0, 0)
         finally:
-            self._unlock(group, lock)
+            self._unlock(group)
         return 0, 0
 
     def close(self) -> None:
@@ -225,7 +195,7 @@ class LocalTable:
         group = fp % self.groups
         base = _HEADER + group * self.per_group * _SLOT.size
         m, size = self.map, _SLOT.size
-        lock = self._lock(group)
+        self._lock(group)
         try:
             free = oldest = -1
             oldest_end = 1 << 62
@@ -252,7 +222,7 @@ class LocalTable:
             self._remember(key, fp, group, base + target * size)
             return count, end
         finally:
-            self._unlock(group, lock)
+            self._unlock(group)
 
 
 # INCRBY each key, set its expiry when the window starts; one reply per key.
