@@ -18,7 +18,7 @@ from flowlet.edge.authlimit import AuthThrottle
 from flowlet.edge.counters import LocalTable, create_shared_table
 from flowlet.edge.ratelimit import (EndpointRateLimit, Limiter, RateLimitSettings, client_key,
                                     compile_endpoint_limit, parse_endpoint_rate_limit,
-                                    parse_rate_limit_settings)
+                                    parse_rate_limit_settings, probe)
 from flowlet.errors import ConfigError, HTTPError
 from flowlet.expr import compile_expr
 from flowlet.http import Request
@@ -507,3 +507,14 @@ def test_closing_lets_go_of_the_table_and_twice_is_fine():
         limiter.close()
         limiter.close()
     assert len(os.listdir("/proc/self/fd")) <= before
+
+
+def test_probe_for_an_outside_health_check():
+    assert asyncio.run(probe(RateLimitSettings())) == {"counters": "local"}
+    down = RateLimitSettings(store=f"redis://127.0.0.1:{closed_port()}/0")
+    assert asyncio.run(probe(down)) == {"redis": "down"}
+
+
+@needs_redis
+def test_probe_sees_a_live_redis():
+    assert asyncio.run(probe(RateLimitSettings(store=REDIS))) == {"redis": "ok"}

@@ -167,6 +167,27 @@ class Limiter:
             self.redis.close()
 
 
+async def probe(settings: RateLimitSettings, timeout: float = 0.5) -> dict[str, str]:
+    """For a health check outside the workers (the supervisor's admin listener): one PING.
+    ``{"redis": "ok" | "down"}``, or ``{"counters": "local"}`` when no store is set."""
+    if settings.store is None:
+        return {"counters": "local"}
+    from flowlet.edge.resp import RespConnection
+    try:
+        conn = await RespConnection.open(settings.store, timeout)
+    except Exception:                     # refused, timed out, bad password: all "down"
+        return {"redis": "down"}
+    try:
+        import asyncio
+        async with asyncio.timeout(timeout):
+            answer = await conn.call("PING")
+        return {"redis": "ok" if answer == "PONG" else "down"}
+    except Exception:
+        return {"redis": "down"}
+    finally:
+        conn.close()
+
+
 def too_many(message: str, policy: str, rate_limit: int, window_s: int, end_ms: int) -> HTTPError:
     """429 with Retry-After and the draft's RateLimit-Policy / RateLimit fields."""
     wait = max(1, math.ceil((end_ms - time.time() * 1000) / 1000))
