@@ -70,9 +70,13 @@ CASES = [
     Case("post", "POST without CSRF (the CSRF case's baseline)", "/api/notes-open", "POST"),
     Case("routes-1", "1-endpoint workspace", "/api/items0/42"),
     Case("routes-1000", "1,000-endpoint workspace, last route", "/api/items999/42"),
+    Case("ratelimit-local", "rate-limited GET, counters shared by the workers", "/api/limited"),
+    Case("ratelimit-redis", "rate-limited GET, counters in Redis", "/api/limited"),
 ]
 CASE_BY_NAME = {c.name: c for c in CASES}
 JWT_CASES = ("jwt-hs256", "jwt-rs256", "jwt-es256", "jwt-eddsa", "jwt-es256-fresh")
+FLOWLET_ONLY = ("ratelimit-local", "ratelimit-redis",       # nothing comparable in the glue apps
+                "post")                                     # the CSRF case's own baseline
 
 
 # ---- contenders -------------------------------------------------------------------------------------
@@ -89,10 +93,11 @@ class Contender:
     env: tuple[tuple[str, str], ...] = ()
 
     def serves(self, case: str) -> bool:
+        if case in FLOWLET_ONLY:
+            return self.name == "flowlet"
         return self.cases is None or case in self.cases
 
 
-GLUE_CASES = tuple(c.name for c in CASES if c.name != "post")
 CONTENDERS = [
     Contender("raw", "raw ASGI app", "raw", cases=("open",)),
     Contender("raw-rsgi", "raw RSGI app", "raw", interface="rsgi", cases=("open",)),
@@ -104,8 +109,8 @@ CONTENDERS = [
               cases=("open",), env=(("FLOWLET_ACCESS_LOG", "0"),)),
     Contender("flowlet-asgi", "Flowlet's ASGI entry point on granian (no access log)", "flowlet", cases=("open",),
               env=(("FLOWLET_ACCESS_LOG", "0"),)),
-    Contender("starlette", "Starlette + middleware (PyJWT)", "starlette", cases=GLUE_CASES),
-    Contender("fastapi", "FastAPI + middleware (PyJWT)", "fastapi", cases=GLUE_CASES),
+    Contender("starlette", "Starlette + middleware (PyJWT)", "starlette"),
+    Contender("fastapi", "FastAPI + middleware (PyJWT)", "fastapi"),
     Contender("starlette-joserfc", "Starlette + joserfc", "starlette", cases=JWT_CASES,
               env=(("BENCH_JWT_LIB", "joserfc"),)),
     Contender("uvicorn-raw", "raw ASGI app on uvicorn", "raw", server="uvicorn", cases=("open",)),
@@ -136,6 +141,8 @@ def server_command(ctx: "Run", contender: Contender, case: Case, port: int) -> t
         ws = ctx.material.ws
         if case.name.startswith("routes-"):
             ws = ctx.material.ws_routes[int(case.name.split("-")[1])]
+        if case.name == "ratelimit-redis":
+            ws = ctx.material.ws_redis
         env["FLOWLET_WORKSPACE"] = str(ws)
         env["FLOWLET_LOG_LEVEL"] = "warning"
         cwd = ws

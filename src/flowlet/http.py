@@ -19,7 +19,7 @@ class Request:
     """
 
     __slots__ = ("scope", "method", "path", "headers", "duplicates", "_cookies", "_dup_cookies",
-                 "_query", "secure", "query_string", "http_version", "rsgi")
+                 "_query", "secure", "client", "host", "query_string", "http_version", "rsgi")
     # _dup_cookies: name -> every value sent, in order, for names sent more than once
 
     def __init__(self, scope: dict):
@@ -38,6 +38,10 @@ class Request:
         self.headers = headers
         self.duplicates: frozenset[str] = frozenset(dups) if dups else frozenset()
         self.secure: bool = scope.get("scheme") == "https"
+        # the direct peer and Host; a trusted proxy's forwarding headers may replace them (edge.proxy)
+        peer = scope.get("client")
+        self.client: str | None = peer[0] if peer else None
+        self.host: str | None = headers.get("host")
         self._cookies: dict[str, str] | None = None
         self._dup_cookies: dict[str, list[str]] = {}
         self._query: dict[str, str] | None = None
@@ -57,6 +61,10 @@ class Request:
         headers = self.headers = dict(pairs)
         self.duplicates = frozenset() if len(headers) == len(pairs) else _repeated(k for k, _ in pairs)
         self.secure = scope.scheme == "https"
+        # the direct peer ("ip:port", "[v6]:port") and Host (HTTP/2: the :authority)
+        peer = scope.client
+        self.client = peer.rsplit(":", 1)[0].strip("[]") if peer else None
+        self.host = headers.get("host") or scope.authority
         self._cookies = None
         self._dup_cookies = {}
         self._query = None
@@ -111,6 +119,11 @@ class Request:
             cookies[name] = value
         self._cookies = cookies
         self._dup_cookies = dups
+
+    def expr_view(self) -> dict:
+        """``request`` as expressions see it; ``client`` is the effective client address."""
+        return {"method": self.method, "path": self.path, "headers": self.headers, "query": self.query,
+                "cookies": self.cookies, "client": self.client}
 
     @property
     def query(self) -> dict[str, str]:

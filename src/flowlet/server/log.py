@@ -42,6 +42,14 @@ _DURATION = tuple(_ms(us) for us in range(_DURATION_TABLE))
 _STATUS = tuple(str(code) for code in range(600))
 
 
+def _client_field(client: str | None) -> str:
+    # an address, or an obfuscated RFC 7239 identifier (token characters): no escaping needed
+    if client is None:
+        return ""
+    return f',"client":"{client}"' if client.isprintable() and '"' not in client and "\\" not in client \
+        else f',"client":{json.dumps(client)}'
+
+
 class AccessLog:
     """Buffered access log: ``record`` appends a line; ``flush`` writes them in one call."""
 
@@ -53,9 +61,10 @@ class AccessLog:
         self._ms = 0
         self._ts = ""
         self._wall = time.time() - time.perf_counter()   # re-read at each flush: no drift to speak of
+        self._clients: dict[str | None, str] = {}         # client -> its field: few distinct ones
 
     def record(self, method: str, path: str, status: int, started: float, request_id: str,
-               loop: asyncio.AbstractEventLoop | None = None) -> None:
+               loop: asyncio.AbstractEventLoop | None = None, client: str | None = None) -> None:
         if not self.enabled:
             return
         # Formatting numbers is most of a line's cost: durations under 2 ms and statuses come
@@ -72,10 +81,18 @@ class AccessLog:
         self.lines.append(
             f'{{"ts":{self._ts},"level":"info","logger":"flowlet.access","method":"{method}",'
             f'"path":{quoted},"status":{_STATUS[status]},'
-            f'"duration_ms":{_DURATION[us] if us < _DURATION_TABLE else _ms(us)},"request_id":"{request_id}"}}\n')
+            f'"duration_ms":{_DURATION[us] if us < _DURATION_TABLE else _ms(us)},"request_id":"{request_id}"'
+            f'{self._clients.get(client) or self._client(client)}}}\n')
         if not self._scheduled:
             self._scheduled = True
             (loop or asyncio.get_running_loop()).call_later(0.2, self.flush)
+
+    def _client(self, client: str | None) -> str:
+        field = _client_field(client)
+        if len(self._clients) >= 1024:
+            self._clients.clear()
+        self._clients[client] = field
+        return field
 
     def flush(self) -> None:
         self._scheduled = False
