@@ -124,7 +124,8 @@ def tables(data: dict) -> str:
            f"starlette-csrf {v['starlette-csrf']}, argon2-cffi {v['argon2-cffi']}, cryptography {v['cryptography']}",
            f"- load: {env['wrk']}, `-t{s['threads']} -c{s['connections']} -d{s['duration_s']}s --latency`, "
            f"{s['warmup_s']} s warm-up, {s['repeat']} repeat(s) per cell, each on a freshly started server "
-           "(one granian worker, `--interface asgi --loop auto`, nothing pinned)",
+           f"({s.get('workers', 1)} granian worker(s), `--loop auto`; Flowlet and the raw RSGI app on `--interface rsgi`, "
+           f"the others on `asgi`; server on CPU {s.get('server_cpus', 'any')}, wrk on CPU {s.get('wrk_cpus', 'any')})",
            ""]
 
     rows = data["results"]
