@@ -17,7 +17,7 @@ import pytest
 import doccheck
 from conftest import ROOT, run_server
 
-DOCS = ("docs/auth.md", "docs/secrets.md", "docs/csrf.md")
+DOCS = ("docs/auth.md", "docs/secrets.md", "docs/csrf.md", "docs/contracts.md")
 
 # The values the docs' $VARIABLES stand for (a reader sets their own).
 ENV = {
@@ -33,6 +33,7 @@ NOT_CHECKED: dict[str, list[str]] = {
     "docs/auth.md": [],
     "docs/secrets.md": [],
     "docs/csrf.md": [],
+    "docs/contracts.md": [],
 }
 
 # Examples that show what the product should do but it does not yet: {(doc, command start): reason}.
@@ -40,7 +41,7 @@ KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 # At least this many commands per doc (a guard against examples silently dropping out: lower
 # it only when you remove examples on purpose).
-MIN_COMMANDS = {"docs/auth.md": 18, "docs/secrets.md": 33, "docs/csrf.md": 13}
+MIN_COMMANDS = {"docs/auth.md": 18, "docs/secrets.md": 33, "docs/csrf.md": 13, "docs/contracts.md": 20}
 
 PARSED = {name: doccheck.parse_doc(ROOT / name, name) for name in DOCS}
 COMMANDS = [c for name in DOCS for c in PARSED[name].commands]

@@ -30,11 +30,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="serve HTTPS with a development certificate kept under .flowlet/tls/")
     p.add_argument("--no-access-log", action="store_true", help="do not write a log line per request")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--dev", action="store_true",
+                   help="development: check every answer against its endpoint's output schemas and log mismatches")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check", help="load the workspace and report problems as FILE:LINE")
     p.add_argument("dir", nargs="?")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("openapi", help="print the workspace's OpenAPI 3.1 document")
+    p.add_argument("dir", nargs="?", default=".")
+    p.add_argument("--yaml", action="store_true", help="YAML instead of JSON")
+    p.set_defaults(func=cmd_openapi)
 
     p = sub.add_parser("routes", help="list every endpoint with its security settings")
     p.add_argument("dir", nargs="?", default=".")
@@ -112,7 +119,7 @@ def cmd_serve(args) -> int:
         return 1
     try:
         return serve(root, host=args.host, port=args.port, workers=args.workers, tls_cert=cert, tls_key=key,
-                     access_log=not args.no_access_log, log_level=args.log_level)
+                     access_log=not args.no_access_log, log_level=args.log_level, dev=args.dev)
     except (OSError, RuntimeError, OverflowError) as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
@@ -193,6 +200,23 @@ def cmd_routes(args) -> int:
         print(json.dumps(data, indent=2))
     else:
         print(format_routes(data))
+    return 0
+
+
+def cmd_openapi(args) -> int:
+    from flowlet.workspace.apidoc import openapi_document
+    try:
+        ws = _load(Path(args.dir))
+    except ConfigErrors as exc:
+        _print_errors(exc)
+        return 1
+    doc = openapi_document(ws)
+    ws.close()
+    if args.yaml:
+        import yaml
+        print(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), end="")
+    else:
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
     return 0
 
 

@@ -86,6 +86,28 @@ class SchemaFiles:
         self.docs[rel] = doc
         return doc
 
+    def check_unused(self) -> list[ConfigError]:
+        """Schema files under ``schemas/`` that no flow reached are still checked."""
+        from flowlet.contracts.validate import CompiledSchema
+        errors = []
+        folder = self.root / "schemas"
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+            rel = path.relative_to(self.root).as_posix()
+            if not path.is_file() or not rel.endswith(SCHEMA_SUFFIXES) or rel in self.docs:
+                continue
+            try:
+                where = (self.display(rel), 1)
+                bundle = self.bundle({"$ref": rel}, where)
+                try:
+                    CompiledSchema(bundle.schema)
+                except Exception as exc:
+                    message = str(getattr(exc, "message", None) or exc).split("\n", 1)[0]
+                    raise ConfigError(f"invalid JSON Schema: {message}",
+                                      *self.locate(bundle, list(getattr(exc, "instance_path", []) or []), where))
+            except ConfigError as exc:
+                errors.append(exc)
+        return errors
+
     # ---- bundling -----------------------------------------------------------------------
 
     def bundle(self, raw: Any, where: tuple[str | None, int], defs_key: str = "$defs") -> Bundle:

@@ -67,11 +67,12 @@ def describe(kind: str, d: dict) -> str:
         "minimum": f"must be >= {_show(limit)}", "maximum": f"must be <= {_show(limit)}",
         "exclusiveMinimum": f"must be > {_show(limit)}", "exclusiveMaximum": f"must be < {_show(limit)}",
         "multipleOf": f"must be a multiple of {_show(d.get('multiple_of'))}",
-        "minLength": f"must be at least {limit} characters long",
-        "maxLength": f"must be at most {limit} characters long",
-        "minItems": f"must have at least {limit} items", "maxItems": f"must have at most {limit} items",
-        "minProperties": f"must have at least {limit} properties",
-        "maxProperties": f"must have at most {limit} properties",
+        "minLength": f"must be at least {_count(limit, 'character')} long",
+        "maxLength": f"must be at most {_count(limit, 'character')} long",
+        "minItems": f"must have at least {_count(limit, 'item')}",
+        "maxItems": f"must have at most {_count(limit, 'item')}",
+        "minProperties": f"must have at least {_count(limit, 'property', 'properties')}",
+        "maxProperties": f"must have at most {_count(limit, 'property', 'properties')}",
         "uniqueItems": "must not contain duplicate items",
         "contains": "must contain a matching item",
         "enum": "must be one of " + _show_list(d.get("options", [])),
@@ -90,6 +91,10 @@ def describe(kind: str, d: dict) -> str:
         "dependentRequired": "is missing a property that another one requires",
     }
     return messages.get(kind, "is invalid")
+
+
+def _count(n: Any, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
 
 
 def _show(value: Any) -> str:

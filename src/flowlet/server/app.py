@@ -12,6 +12,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl
 
+from flowlet.contracts.contract import Inputs
 from flowlet.errors import HTTPError
 from flowlet.expr import ExprError
 from flowlet.flows.flow import JSON_CT, Response, dump_json
@@ -41,8 +42,10 @@ _PREFLIGHT_REFUSED = error_body("CORS preflight refused")
 
 
 class FlowletApp:
-    def __init__(self, ws: Workspace, *, access_log: bool = True):
+    def __init__(self, ws: Workspace, *, access_log: bool = True, dev: bool = False):
         self.ws = ws
+        if dev:                                # checks answers against `output:`; off: no cost at all
+            self.pipeline = self.checked_pipeline  # type: ignore[method-assign]
         self.table = ws.table
         self.static = ws.table.static
         self.limit = ws.settings.body_bytes
@@ -88,7 +91,7 @@ class FlowletApp:
 
     async def pipeline(self, req: Request, receive, rid: str = "") -> tuple[int, list, bytes]:
         """Route (404/405) -> CORS -> authentication (401) -> scope (403) -> CSRF (400)
-        -> body (413/400) -> flow (504/500). Returns status, headers, body."""
+        -> body (413/400) -> input contract (400) -> flow (504/500). Returns status, headers, body."""
         route, params, answer = self.route(req)
         if answer is not None:
             return answer                     # 404, 405, preflight, OPTIONS, built-in endpoint
@@ -100,15 +103,25 @@ class FlowletApp:
             if route.csrf is not None:
                 route.csrf.check(req)
             body = await self.read_body(req, receive)
-            resp = await self.run_flow(route, req, params, auth, body, rid)
+            inputs = route.contract.check(req, params, body) if route.contract is not None else None   # 400
+            resp = await self.run_flow(route, req, params, auth, body, rid, inputs)
         except HTTPError as exc:
-            return exc.status, [JSON_CT, *exc.headers, *cors], error_body(exc.message)
+            return exc.status, [JSON_CT, *exc.headers, *cors], exc.body or error_body(exc.message)
         except Exception:   # a bug, not the client's fault: log it, keep the CORS headers on the 500
             log.exception("unhandled error serving %s %s", req.method, req.path, extra={"request_id": rid})
             return 500, [JSON_CT, *cors], _INTERNAL
         if cors and resp.headers:
             return resp.status, _merge_vary(resp.headers, cors), resp.body
         return resp.status, [*resp.headers, *cors], resp.body
+
+    async def checked_pipeline(self, req: Request, receive, rid: str = "") -> tuple[int, list, bytes]:
+        """``serve --dev``: the pipeline, then the answer checked against the route's ``output``."""
+        from flowlet.contracts.devcheck import check_answer
+        status, headers, body = await FlowletApp.pipeline(self, req, receive, rid)
+        route = self.route(req)[0]
+        if route is not None and route.output is not None:
+            check_answer(f"{route.method} {req.path} ({route.file})", route.output, status, headers, body, rid)
+        return status, headers, body
 
     def route(self, req: Request) -> tuple[Route | None, dict | None, tuple | None]:
         """The route and its params, or the whole answer when no flow runs."""
@@ -152,6 +165,8 @@ class FlowletApp:
         cors = entry.cors.actual_headers(req.headers.get("origin")) if entry.cors is not None else []
         if req.method not in ("GET", "HEAD"):
             return 405, [JSON_CT, (b"allow", entry.allow), *cors], _NOT_ALLOWED
+        if isinstance(entry.builtin, bytes):          # the OpenAPI document, encoded at load
+            return 200, [JSON_CT], entry.builtin
         s = self.ws.settings
         body, cookie = issue_token(s.csrf, self.ws.csrf_keys, api_prefix=s.api_prefix or "/", domain=s.domain)
         return 200, [JSON_CT, _NO_STORE, (b"set-cookie", cookie), *cors], body
@@ -200,16 +215,19 @@ class FlowletApp:
         return b"".join(chunks)
 
     async def run_flow(self, route: Route, req: Request, params: dict, auth: dict, body: Any,
-                       rid: str = "") -> Response:
+                       rid: str = "", inputs: Inputs | None = None) -> Response:
         flow = route.flow
         if flow.fixed is not None:
             return flow.fixed
+        query, headers = (req.query, req.headers) if inputs is None else (inputs.query, inputs.headers)
+        if inputs is not None:
+            params, body = inputs.params, inputs.body
         env: dict[str, Any] = {"params": params, "body": body, "auth": auth}
         if "query" in flow.variables:
-            env["query"] = req.query
+            env["query"] = query
         if "request" in flow.variables:
-            env["request"] = {"method": req.method, "path": req.path, "headers": req.headers,
-                              "query": req.query, "cookies": req.cookies}
+            env["request"] = {"method": req.method, "path": req.path, "headers": headers,
+                              "query": query, "cookies": req.cookies}
         try:
             if not flow.steps:                # expressions only: nothing to wait for
                 return await flow.run(env, self.ctx)
@@ -308,7 +326,8 @@ def create_app() -> FlowletApp:
 
     setup_logging(os.environ.get("FLOWLET_LOG_LEVEL", "info"))
     ws = load_workspace(os.environ["FLOWLET_WORKSPACE"], serving=True)
-    app = FlowletApp(ws, access_log=os.environ.get("FLOWLET_ACCESS_LOG", "1") != "0")
+    app = FlowletApp(ws, access_log=os.environ.get("FLOWLET_ACCESS_LOG", "1") != "0",
+                     dev=os.environ.get("FLOWLET_DEV") == "1")
     # What loaded stays for the life of the worker: keep the collector from scanning it again
     # and again (long pauses once many cached auth results exist).
     gc.collect()

@@ -7,13 +7,14 @@ from pathlib import Path
 
 
 def serve(root: Path, *, host: str, port: int, workers: int, tls_cert: str | None, tls_key: str | None,
-          access_log: bool = True, log_level: str = "info") -> int:
+          access_log: bool = True, log_level: str = "info", dev: bool = False) -> int:
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces, Loops
 
     os.environ["FLOWLET_WORKSPACE"] = str(root.resolve())
     os.environ["FLOWLET_ACCESS_LOG"] = "1" if access_log else "0"
     os.environ["FLOWLET_LOG_LEVEL"] = log_level
+    os.environ["FLOWLET_DEV"] = "1" if dev else "0"
     kwargs = {}
     if tls_cert:
         kwargs.update(ssl_cert=Path(tls_cert).resolve(), ssl_key=Path(tls_key).resolve())

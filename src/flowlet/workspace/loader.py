@@ -38,6 +38,8 @@ class Route:
     cors: Any = None               # PathCors when this method is in the path's CORS answer, else None
     description: str | None = None
     path_entry: Any = None         # the PathEntry this route belongs to
+    contract: Any = None           # InputContract | None: validates and types the input
+    output: Any = None             # OutputContract | None: schemas of the answers, per status
 
 
 @dataclass
@@ -71,6 +73,8 @@ class Workspace:
     secrets: Any = None            # SecretsView
     csrf_keys: Any = None
     csrf_entry: PathEntry | None = None
+    openapi_entry: PathEntry | None = None
+    schema_files: Any = None       # flowlet.contracts SchemaFiles: every schema file read
 
     def close(self) -> None:
         if self.store is not None:
@@ -131,12 +135,16 @@ def load_workspace(root: str | Path, *, display_root: str | None = None, open_se
             secrets = _DevPlaceholders(secrets, pending)
 
     # 3. Compile flows and policies.
+    from flowlet.contracts.schemas import SchemaFiles
+    schema_files = SchemaFiles(root, lambda r: rel(root / r))
     routes: list[Route] = []
     for name, doc, ep in parsed:
         try:
-            routes.append(_compile_route(name, doc, ep, settings, root, secrets))
+            routes.append(_compile_route(name, doc, ep, settings, root, secrets, schema_files))
         except ConfigError as exc:
             errors.append(exc.located(name, doc.line))
+
+    errors.extend(schema_files.check_unused())
 
     # 4. Group by path, check conflicts, merge CORS per path.
     table = RouteTable(settings.api_prefix)
@@ -147,6 +155,10 @@ def load_workspace(root: str | Path, *, display_root: str | None = None, open_se
         if route.pattern.text == "/csrf":
             errors.append(ConfigError(f"{csrf_path} is the built-in CSRF token endpoint; choose another path",
                                       route.file, route.line))
+            continue
+        if route.pattern.text == settings.openapi_path:
+            errors.append(ConfigError(f"{full} serves the OpenAPI document (openapi.path in flowlet.yaml); "
+                                      f"choose another path", route.file, route.line))
             continue
         entry = entries.get(route.pattern.shape)
         if entry is None:
@@ -207,8 +219,14 @@ def load_workspace(root: str | Path, *, display_root: str | None = None, open_se
         csrf_entry.allow = b"GET, HEAD, OPTIONS"
         table.static[csrf_path] = csrf_entry
 
-    return Workspace(root=root, settings=settings, routes=routes, paths=list(entries.values()), table=table,
-                     warnings=warnings, store=store, secrets=secrets, csrf_keys=csrf_keys, csrf_entry=csrf_entry)
+    ws = Workspace(root=root, settings=settings, routes=routes, paths=list(entries.values()), table=table,
+                   warnings=warnings, store=store, secrets=secrets, csrf_keys=csrf_keys, csrf_entry=csrf_entry,
+                   schema_files=schema_files)
+    if settings.openapi_path is not None:
+        from flowlet.workspace.apidoc import openapi_entry
+        ws.openapi_entry = openapi_entry(ws)
+        table.static[ws.openapi_entry.full_path] = ws.openapi_entry
+    return ws
 
 
 def _parse_endpoint(doc: YMap) -> dict:
@@ -216,7 +234,7 @@ def _parse_endpoint(doc: YMap) -> dict:
     if "endpoint" not in doc:
         raise doc.error("a flow file needs an 'endpoint' block (method, path, and its security settings)")
     ep = expect_map(doc["endpoint"], doc, "endpoint", "'endpoint'")
-    check_keys(ep, ("method", "path", "auth", "cors", "csrf", "description"), "endpoint")
+    check_keys(ep, ("method", "path", "auth", "cors", "csrf", "description", "input", "output"), "endpoint")
     method = get_str(ep, "method").upper()
     if method not in METHODS:
         raise ep.error(f"method must be one of {', '.join(METHODS)} (HEAD and OPTIONS are answered "
@@ -232,14 +250,27 @@ def _parse_endpoint(doc: YMap) -> dict:
     if ep.get("cors") is not None:
         from flowlet.security.cors import parse_cors
         out["cors"] = parse_cors(expect_map(ep["cors"], ep, "cors", "'cors'"))
+    out["input"] = out["output"] = None
+    if ep.get("input") is not None:
+        from flowlet.contracts.contract import parse_input
+        out["input"] = parse_input(expect_map(ep["input"], ep, "input", "'input'"))
+    if ep.get("output") is not None:
+        from flowlet.contracts.contract import parse_output
+        out["output"] = parse_output(expect_map(ep["output"], ep, "output", "'output'"))
     return out
 
 
-def _compile_route(name: str, doc: YMap, ep: dict, settings: Settings, root: Path, secrets: Any) -> Route:
-    flow = compile_flow(doc, root=root, secrets=secrets)
+def _compile_route(name: str, doc: YMap, ep: dict, settings: Settings, root: Path, secrets: Any,
+                   schema_files: Any) -> Route:
+    from flowlet.contracts.contract import compile_input, compile_output
+    output = compile_output(ep["output"], schema_files) if ep["output"] is not None else None
+    flow = compile_flow(doc, root=root, secrets=secrets, output=output)
     route = Route(method=ep["method"], pattern=ep["pattern"], file=name, line=ep["block"].line, flow=flow,
                   auth_config=ep["auth"], cors_config=ep["cors"], csrf_required=ep["csrf"],
-                  description=ep["description"])
+                  description=ep["description"], output=output)
+    if ep["input"] is not None:
+        path_params = {v: kind for kind, v in ep["pattern"].segments if kind != "static"}
+        route.contract = compile_input(ep["input"], schema_files, path_params)
     if ep["auth"] is not None:
         from flowlet.security.auth import compile_auth
         if secrets is None:

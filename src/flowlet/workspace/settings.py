@@ -37,6 +37,7 @@ class Settings:
     timeout_s: float
     store: str
     dev_secrets: tuple[DevSecret, ...] = ()
+    openapi_path: str | None = None     # where the OpenAPI document is served, under api_prefix
 
 
 def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
@@ -58,7 +59,7 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
     m = expect_map(raw, None, None, "flowlet.yaml")
     if not isinstance(raw, YMap):
         raise ConfigError("flowlet.yaml must be a mapping", rel, 1)
-    check_keys(m, ("name", "api_prefix", "domain", "csrf", "hsts", "limits", "store", "dev_secrets"),
+    check_keys(m, ("name", "api_prefix", "domain", "csrf", "hsts", "limits", "store", "dev_secrets", "openapi"),
                "flowlet.yaml")
 
     name = get_str(m, "name", root.resolve().name or "flowlet")
@@ -95,7 +96,21 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
 
     return Settings(name=name, api_prefix=prefix, domain=domain, csrf=csrf, hsts=hsts,
                     body_bytes=body_bytes, timeout_s=timeout_s, store=store,
-                    dev_secrets=_dev_secrets(m))
+                    dev_secrets=_dev_secrets(m), openapi_path=_openapi_path(m))
+
+
+def _openapi_path(m: YMap) -> str | None:
+    """``openapi: {path: /openapi.json}``: serve the workspace's OpenAPI document there."""
+    block = _sub(m, "openapi")
+    if block is None:
+        return None
+    check_keys(block, ("path",), "openapi")
+    path = get_str(block, "path", "/openapi.json")
+    if not _PREFIX.match(path) or not path:
+        raise block.error(f"'path' must look like /openapi.json; got {path!r}", "path")
+    if path == "/csrf":
+        raise block.error("/csrf is the built-in CSRF token endpoint", "path")
+    return path
 
 
 def _sub(m: YMap, key: str) -> YMap | None:
