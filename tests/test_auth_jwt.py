@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import http.server
 import json
-import threading
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -21,7 +19,8 @@ from flowlet.security.auth import OPEN_AUTH, compile_auth, parse_auth
 from flowlet.security.jwt import MAX_TOKEN, InvalidToken, JwtPolicy, keyset_from_secret, verify_signature
 from flowlet.source import load_yaml
 from fakes import Clock as _Clock
-from fakes import View
+from conftest import JsonServer
+from fakes import View, refused, request, run
 
 HS_KEY = b"k" * 32
 NOW = 1_700_000_000
@@ -29,11 +28,6 @@ NOW = 1_700_000_000
 
 def Clock(now: float = NOW) -> _Clock:
     return _Clock(now)
-
-
-def request(headers=(), query=b"", path="/api/x", method="GET") -> Request:
-    return Request({"type": "http", "method": method, "path": path, "query_string": query,
-                    "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]})
 
 
 def bearer(token: str) -> Request:
@@ -63,17 +57,6 @@ def raw_token(header: str | bytes, payload: str | bytes, key: bytes = HS_KEY, al
 def policy(secret: JwtSecret | None = None, *, clock=None, cookie=None, view=None, realm="shop") -> JwtPolicy:
     view = view or View(secret or JwtSecret("j", hs_key=HS_KEY))
     return JwtPolicy("j", realm=realm, secrets=view, token_cookie=cookie, clock=clock or Clock())
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def refused(pol: JwtPolicy, req: Request) -> HTTPError:
-    with pytest.raises(HTTPError) as err:
-        run(pol.authenticate(req))
-    assert err.value.status == 401
-    return err.value
 
 
 def challenge(err: HTTPError) -> bytes:
@@ -569,41 +552,10 @@ def test_endpoints_sharing_a_secret_share_one_verifier():
 
 # ---- jwks_url -------------------------------------------------------------------------------------------
 
-class JwksServer:
-    """A real HTTP server on a free port that serves a JWK set and counts requests."""
-
-    def __init__(self):
-        self.jwks: dict = {"keys": []}
-        self.hits: list[str] = []
-        self.status = 200
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                outer.hits.append(self.path)
-                body = json.dumps(outer.jwks).encode()
-                self.send_response(outer.status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/jwks.json"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def jwks_server():
-    server = JwksServer()
+    """A real HTTP server that serves a JWK set (its ``body``) and counts requests."""
+    server = JsonServer({"keys": []}, path="/jwks.json")
     yield server
     server.close()
 
@@ -626,7 +578,7 @@ def _url_policy(server, clock=None):
 
 def test_jwks_url_is_fetched_on_first_use_and_then_cached(jwks_server):
     k1 = ec.generate_private_key(ec.SECP256R1())
-    jwks_server.jwks = _ec_jwks(("one", k1))
+    jwks_server.body = _ec_jwks(("one", k1))
     pol, mono = _url_policy(jwks_server)
 
     async def scenario():
@@ -638,16 +590,16 @@ def test_jwks_url_is_fetched_on_first_use_and_then_cached(jwks_server):
 
 def test_unknown_kid_refreshes_once_then_waits_for_the_cooldown(jwks_server):
     k1, k2, k3 = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
-    jwks_server.jwks = _ec_jwks(("one", k1))
+    jwks_server.body = _ec_jwks(("one", k1))
     pol, mono = _url_policy(jwks_server)
 
     async def scenario():
         await pol.authenticate(bearer(_sign(k1, "ES256", header={"kid": "one"})))
         mono.now += 31
-        jwks_server.jwks = _ec_jwks(("one", k1), ("two", k2))
+        jwks_server.body = _ec_jwks(("one", k1), ("two", k2))
         auth = await pol.authenticate(bearer(_sign(k2, "ES256", header={"kid": "two"})))
         assert auth["user"] == "alice" and len(jwks_server.hits) == 2
-        jwks_server.jwks = _ec_jwks(("one", k1), ("two", k2), ("three", k3))
+        jwks_server.body = _ec_jwks(("one", k1), ("two", k2), ("three", k3))
         with pytest.raises(HTTPError):          # within the cooldown: no fetch, refused
             await pol.authenticate(bearer(_sign(k3, "ES256", header={"kid": "three"})))
         assert len(jwks_server.hits) == 2
@@ -659,7 +611,7 @@ def test_unknown_kid_refreshes_once_then_waits_for_the_cooldown(jwks_server):
 
 def test_last_good_keys_are_kept_while_the_url_is_down(jwks_server):
     k1 = ec.generate_private_key(ec.SECP256R1())
-    jwks_server.jwks = _ec_jwks(("one", k1))
+    jwks_server.body = _ec_jwks(("one", k1))
     pol, mono = _url_policy(jwks_server)
 
     async def scenario():
@@ -675,12 +627,12 @@ def test_last_good_keys_are_kept_while_the_url_is_down(jwks_server):
 
 def test_background_refresh_picks_up_new_keys(jwks_server):
     k1, k2 = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    jwks_server.jwks = _ec_jwks(("one", k1))
+    jwks_server.body = _ec_jwks(("one", k1))
     pol, mono = _url_policy(jwks_server)
 
     async def scenario():
         await pol.authenticate(bearer(_sign(k1, "ES256", header={"kid": "one"})))
-        jwks_server.jwks = _ec_jwks(("two", k2))
+        jwks_server.body = _ec_jwks(("two", k2))
         mono.now += 301
         await pol.authenticate(bearer(_sign(k1, "ES256", {"n": 1}, header={"kid": "one"})))  # old keys still
         for _ in range(50):
@@ -703,7 +655,7 @@ def test_server_never_fetches_a_url_named_by_the_token(jwks_server):
     k1 = ec.generate_private_key(ec.SECP256R1())
     secret = JwtSecret("j", public_pem=_pem(k1))
     attacker = ec.generate_private_key(ec.SECP256R1())
-    jwks_server.jwks = _ec_jwks(("evil", attacker))
+    jwks_server.body = _ec_jwks(("evil", attacker))
     for member in ("jku", "x5u"):
         token = _sign(attacker, "ES256", header={member: jwks_server.url, "kid": "evil"})
         refused(policy(secret), bearer(token))
@@ -712,13 +664,13 @@ def test_server_never_fetches_a_url_named_by_the_token(jwks_server):
 
 def test_key_dropped_from_the_url_set_also_ends_cached_tokens(jwks_server):
     k1, k2 = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    jwks_server.jwks = _ec_jwks(("one", k1), ("two", k2))
+    jwks_server.body = _ec_jwks(("one", k1), ("two", k2))
     pol, mono = _url_policy(jwks_server)
     old = _sign(k1, "ES256", header={"kid": "one"})
 
     async def scenario():
         await pol.authenticate(bearer(old))
-        jwks_server.jwks = _ec_jwks(("two", k2))
+        jwks_server.body = _ec_jwks(("two", k2))
         mono.now += 31
         with pytest.raises(HTTPError):          # unknown kid: refresh, still unknown
             await pol.authenticate(bearer(_sign(k2, "ES256", header={"kid": "three"})))

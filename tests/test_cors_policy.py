@@ -7,10 +7,10 @@ import textwrap
 import pytest
 
 from flowlet.errors import ConfigError
-from flowlet.http import Request
 from flowlet.security.cors import (CorsConfig, FlowCorsInput, PathCors, csrf_endpoint_cors,
                                    merge_path, parse_cors, parse_origin)
 from flowlet.source import load_yaml
+from fakes import request
 
 PATH = "/api/user/{id:int}"
 SEED_ORIGIN = "https://test.example.com"
@@ -41,20 +41,14 @@ def merged(*flows: FlowCorsInput, path: str = PATH) -> PathCors:
     return answer
 
 
-def request(method: str = "OPTIONS", **headers: str) -> Request:
-    raw = [(k.replace("_", "-").lower().encode(), v.encode("latin-1")) for k, v in headers.items()]
-    return Request({"type": "http", "method": method, "path": "/api/user/1", "headers": raw,
-                    "scheme": "https", "query_string": b""})
-
-
 def preflight(answer: PathCors, origin: str | None = SEED_ORIGIN, method: str = "PUT",
               headers: str | None = None) -> tuple[int, list[tuple[bytes, bytes]]]:
-    h = {"access_control_request_method": method}
+    h = {"access-control-request-method": method}
     if origin is not None:
         h["origin"] = origin
     if headers is not None:
-        h["access_control_request_headers"] = headers
-    return answer.preflight(request(**h))
+        h["access-control-request-headers"] = headers
+    return answer.preflight(request(h, method="OPTIONS", path="/api/user/1"))
 
 
 def names(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
@@ -79,7 +73,7 @@ def seed_path() -> PathCors:
     return merged(flow("GET", SEED), flow("PUT", SEED))
 
 
-# ---- the product page's examples --------------------------------------------------------------
+# ---- docs/cors.md's examples -------------------------------------------------------------------
 
 def test_seed_example_preflight_is_exactly_the_documented_answer():
     status, headers = preflight(seed_path(), headers="content-type")
@@ -456,7 +450,8 @@ def test_csrf_endpoint_allows_the_union_with_credentials():
     answer = csrf_endpoint_cors([a, b])
     assert answer.methods == frozenset({"GET", "HEAD"}) and answer.credentials
     for origin in (SEED_ORIGIN, "https://app.example.org"):
-        status, headers = answer.preflight(request(origin=origin, access_control_request_method="GET"))
+        status, headers = answer.preflight(request({"origin": origin, "access-control-request-method": "GET"},
+                                                  method="OPTIONS", path="/api/user/1"))
         assert status == 204
         assert value(headers, b"access-control-allow-credentials") == b"true"
         assert value(answer.actual_headers(origin), b"access-control-allow-origin") == origin.encode()

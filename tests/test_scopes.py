@@ -13,6 +13,7 @@ from flowlet.secrets.model import JwtSecret, ValueSecret
 from flowlet.security.auth import compile_auth, parse_auth
 from flowlet.security.scopes import ScopePolicy, compile_rule, parse_scope_rule
 from flowlet.source import load_yaml
+from fakes import View, request
 
 WHERE = ("flows/a.yaml", 7)
 
@@ -28,11 +29,6 @@ def lead_cel(src, where):
 
 
 COMPILERS = [pytest.param(raw_cel, id="cel"), pytest.param(lead_cel, id="flowlet.expr")]
-
-
-def request(headers=(), query=b"", path="/api/orders/7", method="PUT") -> Request:
-    return Request({"type": "http", "method": method, "path": path, "query_string": query,
-                    "headers": [(k.encode(), v.encode()) for k, v in headers]})
 
 
 def auth(scopes=(), **claims) -> dict:
@@ -159,7 +155,8 @@ def test_expr_sees_the_request(compiler):
     policy = expr_policy("request.method == 'PUT' && request.path == '/api/orders/7' && "
                          "request.headers['x-tenant'] == claims.tenant && request.query.dry == '1' && "
                          "request.cookies.theme == 'dark'", compiler)
-    req = request([("X-Tenant", "acme"), ("cookie", "theme=dark")], query=b"dry=1")
+    req = request([("X-Tenant", "acme"), ("cookie", "theme=dark")], query=b"dry=1", method="PUT",
+                  path="/api/orders/7")
     assert passes(policy, auth(tenant="acme"), req)
     assert not passes(policy, auth(tenant="other"), req)
 
@@ -213,14 +210,6 @@ def test_comprehension_variables_are_fine():
 
 
 # ---- through the auth: block ----------------------------------------------------------------------
-
-class View:
-    def __init__(self, *secrets):
-        self.secrets = {s.name: s for s in secrets}
-
-    def get(self, name):
-        return self.secrets.get(name)
-
 
 def test_scope_expr_line_is_reported_through_compile_auth():
     text = "type: jwt\nsecret: j\nscope_expr: \"'a' in\"\n"

@@ -5,15 +5,15 @@ merges the flows of one path by the least strict rule into a :class:`PathCors`, 
 lists are built once, as byte pairs. Request time (lean): match the ``Origin`` against the
 parsed domain entries (cached per origin string) and copy a ready list.
 
-Choices the SPEC leaves open (docs/cors.md explains them to users):
+Choices CORS leaves to the server (docs/cors.md explains them to users):
 
 - ``Access-Control-Allow-Methods`` lists the methods in a fixed order, writes before reads
   (PUT, POST, PATCH, DELETE, then GET, then any other alphabetically), so the answer never
-  depends on file names; the seed's PUT and GET flows give ``PUT, GET``. ``HEAD`` is allowed
+  depends on file names; docs/cors.md's PUT and GET flows give ``PUT, GET``. ``HEAD`` is allowed
   whenever ``GET`` is, but not listed: it is CORS-safelisted, browsers never need it listed.
 - Headers keep the spelling of their first mention, in that same method order, then
   ``Authorization`` and the CSRF header. ``headers`` defaults to ``Content-Type`` (what a JSON
-  front end sends); ``max_age`` defaults to 300, as on the product page.
+  front end sends); ``max_age`` defaults to 300, as in docs/cors.md.
 - No header is allowed implicitly: a browser names a CORS-safelisted header in
   ``Access-Control-Request-Headers`` only when its value is not safelisted, and then it checks
   the header against ``Access-Control-Allow-Headers`` itself.
@@ -42,7 +42,7 @@ MAX_MAX_AGE = 86400          # Firefox's cap (Chromium caps at 7200): more would
 DEFAULT_HEADERS = ("Content-Type",)
 ALLOW_CHOICES = ("none", "all", "selected")
 
-# Writes before reads: reproduces the seed's "PUT, GET" whatever the flow files are called.
+# Writes before reads: "PUT, GET" for a path with both, whatever the flow files are called.
 _METHOD_RANK = {m: i for i, m in enumerate(("PUT", "POST", "PATCH", "DELETE", "GET"))}
 
 _CACHE_MAX = 512             # distinct Origin strings remembered per path

@@ -7,7 +7,7 @@ Two ways to say it, both checked when the workspace loads and compiled into one 
   that JSON (``scope: '{"any": ["a", "b"]}'``);
 - a CEL expression (``scope_expr:``) over ``claims``, ``scopes``, ``params`` and ``request``.
   It must return ``true``; any other result, or an evaluation error, refuses (403, logged),
-  never a 500. ``secret()`` is not available here (SPEC section 6).
+  never a 500. ``secret()`` is not available here: a scope rule reads the token and the request only.
 
 A refusal is ``403`` with ``WWW-Authenticate: Bearer realm="...", error="insufficient_scope"``.
 """

@@ -299,7 +299,7 @@ _JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_parse_int, 
 
 
 def parse_body(raw: bytes, content_type: str) -> Any:
-    """SPEC 6: JSON for application/json and application/*+json, a map for forms, else text."""
+    """JSON for application/json and application/*+json, a map for forms, else text."""
     ctype = content_type.split(";", 1)[0].strip().lower()
     is_json = ctype == "application/json" or (ctype.startswith("application/") and ctype.endswith("+json"))
     try:
