@@ -151,8 +151,10 @@ def compile_flow(doc: YMap, *, root, secrets: Any, output: Any = None) -> Flow:
 
 
 def _compile_case(respond: YMap, allowed: frozenset[str], secrets: Any, *, listed: bool) -> Case:
+    if not listed and "when" in respond:
+        raise respond.error("'when' belongs to a case: write respond as a list of cases (- when: ...)", "when")
     check_keys(respond, ("when", "status", "headers", "body") if listed else ("status", "headers", "body"),
-               "a respond case" if listed else "respond (a list of cases may add 'when')")
+               "a respond case" if listed else "respond")
     when = None
     if "when" in respond:
         source = respond["when"]
