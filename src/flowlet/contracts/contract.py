@@ -34,11 +34,12 @@ class InvalidRequest(HTTPError):
 
 
 class Inputs(NamedTuple):
-    """What the flow sees once the input is valid: typed, defaults filled in."""
+    """What the flow sees once the input is valid: typed, defaults filled in. ``query`` and
+    ``headers`` are None when the contract has no schema for them (the request's own apply)."""
 
     params: dict
-    query: dict
-    headers: dict
+    query: dict | None
+    headers: dict | None
     body: Any
 
 
@@ -106,7 +107,7 @@ class Part:
 class InputContract:
     """The compiled ``input``: ``check`` is the request-time stage (after CSRF, before the flow)."""
 
-    __slots__ = ("body", "query", "params", "headers", "bundles")
+    __slots__ = ("body", "query", "params", "headers", "bundles", "check", "_body_valid", "_body_defaults")
 
     def __init__(self, parts: dict[str, Part], bundles: dict[str, Bundle]):
         self.body = parts.get("body")
@@ -114,23 +115,34 @@ class InputContract:
         self.params = parts.get("params")
         self.headers = parts.get("headers")
         self.bundles = bundles            # for OpenAPI
+        # The common contract is a body schema alone: a shorter path for it.
+        self.check = self.check_body if list(parts) == ["body"] else self.check_all
+        if self.body is not None:
+            self._body_valid = self.body.schema.is_valid
+            self._body_defaults = self.body.defaults
 
-    def check(self, req: Any, params: dict, body: Any) -> Inputs:
+    def check_body(self, req: Any, params: dict, body: Any) -> Inputs:
+        if self._body_valid(body):
+            if self._body_defaults is not None:
+                self._body_defaults.apply(body)
+            return Inputs(params, None, None, body)
+        raise InvalidRequest(self.body.schema.problems(body, "/body"))
+
+    def check_all(self, req: Any, params: dict, body: Any) -> Inputs:
         """Raises InvalidRequest listing every problem (capped) across the four parts."""
-        query = req.query
-        headers = req.headers
+        query = headers = None
         problems: list[dict[str, str]] = []
         if self.params is not None and not self.params.schema.is_valid(params):
             problems += self.params.schema.problems(params, "/params")
         if self.query is not None:
-            query = self.query.text.apply(query, lambda: _query_pairs(req))
+            query = self.query.text.apply(req.query, lambda: _query_pairs(req))
             if self.query.schema.is_valid(query):
                 if self.query.defaults is not None:
                     self.query.defaults.apply(query)
             else:
                 problems += self.query.schema.problems(query, "/query")
         if self.headers is not None:
-            headers = self.headers.text.apply(headers)
+            headers = self.headers.text.apply(req.headers)
             if self.headers.schema.is_valid(headers):
                 if self.headers.defaults is not None:
                     self.headers.defaults.apply(headers)

@@ -219,15 +219,16 @@ class FlowletApp:
         flow = route.flow
         if flow.fixed is not None:
             return flow.fixed
-        query, headers = (req.query, req.headers) if inputs is None else (inputs.query, inputs.headers)
-        if inputs is not None:
+        if inputs is not None:                # validated: typed, defaults filled in
             params, body = inputs.params, inputs.body
         env: dict[str, Any] = {"params": params, "body": body, "auth": auth}
         if "query" in flow.variables:
-            env["query"] = query
+            env["query"] = req.query if inputs is None or inputs.query is None else inputs.query
         if "request" in flow.variables:
-            env["request"] = {"method": req.method, "path": req.path, "headers": headers,
-                              "query": query, "cookies": req.cookies}
+            env["request"] = {"method": req.method, "path": req.path,
+                              "headers": req.headers if inputs is None or inputs.headers is None else inputs.headers,
+                              "query": req.query if inputs is None or inputs.query is None else inputs.query,
+                              "cookies": req.cookies}
         try:
             if not flow.steps:                # expressions only: nothing to wait for
                 return await flow.run(env, self.ctx)
