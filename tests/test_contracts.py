@@ -243,3 +243,49 @@ def test_output_schemas_report_problems_by_status(tmp_path):
     assert out.problems(200, {"sum": 1}) == []
     assert out.problems(200, {}) == [{"at": "/sum", "problem": "is required"}]
     assert out.problems(404, {}) == []
+
+
+def test_recursive_schemas_fill_defaults_at_every_level(tmp_path):
+    c = contract(tmp_path, """\
+        input:
+          body:
+            $ref: "#/$defs/node"
+            $defs:
+              node:
+                type: object
+                properties:
+                  left: {$ref: "#/$defs/node"}
+                  right: {$ref: "#/$defs/node"}
+                  weight: {type: integer, default: 1}
+        """)
+    got = c.check(FakeRequest(), {}, {"left": {"right": {}}}).body
+    assert got == {"weight": 1, "left": {"weight": 1, "right": {"weight": 1}}}
+
+
+def test_a_deep_pointer_is_cut_short(tmp_path):
+    c = contract(tmp_path, """\
+        input:
+          body:
+            $ref: "#/$defs/t"
+            $defs:
+              t: {type: object, properties: {c: {$ref: "#/$defs/t"}, n: {type: integer}}}
+        """)
+    value: dict = {"n": "x"}
+    for _ in range(500):
+        value = {"c": value}
+    (problem,) = problems_of(c, body=value)
+    assert len(problem["at"]) == 200 and problem["at"].startswith("/body/c/c/")
+
+
+def test_reject_carries_status_message_and_details_and_survives_pickling():
+    import pickle
+
+    from flowlet import Reject
+    r = Reject(409, "insufficient funds", {"balance": 3})
+    assert (r.status, json.loads(r.body)) == (409, {"error": "insufficient funds", "details": {"balance": 3}})
+    again = pickle.loads(pickle.dumps(r))
+    assert (again.status, again.body) == (409, r.body)
+    assert json.loads(Reject(404, "gone").body) == {"error": "gone"}
+    for status in (200, 399, 500, True, "404"):
+        with pytest.raises(ValueError):
+            Reject(status, "x")

@@ -165,45 +165,66 @@ def text_plan(bundle: JSONValue) -> TextPlan:
 # ---- defaults -------------------------------------------------------------------------------
 
 class DefaultsPlan:
-    """Defaults of an object's properties, and plans for its nested objects."""
+    """Defaults of an object's properties, and plans for its nested objects (a recursive
+    schema gives a cyclic plan; the depth of the value bounds the walk)."""
 
     __slots__ = ("fill", "nested", "items")
 
-    def __init__(self, fill: list[tuple[str, JSONValue, bool]], nested: dict[str, "DefaultsPlan"],
-                 items: "DefaultsPlan | None"):
-        self.fill = fill          # (name, default, is a container that must be copied)
-        self.nested = nested
-        self.items = items        # for an array: the plan of each item
+    def __init__(self) -> None:
+        self.fill: list[tuple[str, JSONValue, bool]] = []   # (name, default, a container to copy)
+        self.nested: dict[str, DefaultsPlan] = {}
+        self.items: DefaultsPlan | None = None               # for an array: the plan of each item
 
-    def apply(self, value: Any) -> None:
+    def apply(self, value: Any, depth: int = 0) -> None:
+        if depth > _MAX_DEPTH:
+            return                        # deeper than any sane document: leave it as sent
         if isinstance(value, dict):
             for name, default, mutable in self.fill:
                 if name not in value:
                     value[name] = copy.deepcopy(default) if mutable else default
             for name, plan in self.nested.items():
                 if name in value:
-                    plan.apply(value[name])
+                    plan.apply(value[name], depth + 1)
         elif isinstance(value, list) and self.items is not None:
             for item in value:
-                self.items.apply(item)
+                self.items.apply(item, depth + 1)
 
 
-def defaults_plan(bundle: JSONValue, node: JSONValue | None = None, depth: int = 0) -> DefaultsPlan | None:
-    """None when the schema declares no default anywhere it can be filled in."""
-    node = resolve(bundle, bundle if node is None else node)
-    if not isinstance(node, dict) or depth > _MAX_DEPTH:
+def defaults_plan(bundle: JSONValue, node: JSONValue | None = None) -> DefaultsPlan | None:
+    """None when the schema declares no default anywhere it can be filled in. Each schema node
+    gets one plan (memoised by identity), so recursive schemas stay small."""
+    plans: dict[int, DefaultsPlan] = {}
+    root = _build_plan(bundle, resolve(bundle, bundle if node is None else node), plans)
+    useful = {id(p) for p in plans.values() if p.fill}
+    changed = True
+    while changed:                        # a plan is useful when it, or a plan it reaches, fills
+        changed = False
+        for plan in plans.values():
+            if id(plan) not in useful and (any(id(n) in useful for n in plan.nested.values())
+                                           or (plan.items is not None and id(plan.items) in useful)):
+                useful.add(id(plan))
+                changed = True
+    for plan in plans.values():
+        plan.nested = {k: n for k, n in plan.nested.items() if id(n) in useful}
+        if plan.items is not None and id(plan.items) not in useful:
+            plan.items = None
+    return root if root is not None and id(root) in useful else None
+
+
+def _build_plan(bundle: JSONValue, node: JSONValue, plans: dict[int, DefaultsPlan]) -> DefaultsPlan | None:
+    if not isinstance(node, dict):
         return None
-    fill: list[tuple[str, JSONValue, bool]] = []
-    nested: dict[str, DefaultsPlan] = {}
+    if id(node) in plans:
+        return plans[id(node)]
+    plan = plans[id(node)] = DefaultsPlan()
     for name, prop in properties(bundle, node).items():
         target = resolve(bundle, prop)
         if isinstance(target, dict) and "default" in target:
-            fill.append((name, target["default"], isinstance(target["default"], (dict, list))))
-        sub = defaults_plan(bundle, target, depth + 1)
+            plan.fill.append((name, target["default"], isinstance(target["default"], (dict, list))))
+        sub = _build_plan(bundle, target, plans)
         if sub is not None:
-            nested[name] = sub
+            plan.nested[name] = sub
     items = node.get("items")
-    item_plan = defaults_plan(bundle, items, depth + 1) if isinstance(items, dict) else None
-    if not fill and not nested and item_plan is None:
-        return None
-    return DefaultsPlan(fill, nested, item_plan)
+    if isinstance(items, dict):
+        plan.items = _build_plan(bundle, resolve(bundle, items), plans)
+    return plan

@@ -17,6 +17,7 @@ from flowlet.contracts.schemas import JSONValue, escape_pointer
 
 MAX_PROBLEMS = 10          # a reply lists at most this many problems
 EXCERPT = 40               # characters of a client-chosen name shown in a problem
+MAX_POINTER = 200          # a deeper pointer is cut (the input's shape is the client's to choose)
 
 _TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a string", "object": "an object",
                "array": "an array", "boolean": "a boolean", "null": "null"}
@@ -38,7 +39,7 @@ class CompiledSchema:
         """Up to ``limit`` problems, each ``{"at": JSON pointer under root, "problem": text}``."""
         out: list[dict[str, str]] = []
         for at, text in self._explain(value, root):
-            out.append({"at": at, "problem": text})
+            out.append({"at": at if len(at) <= MAX_POINTER else at[: MAX_POINTER - 1] + "…", "problem": text})
             if len(out) >= limit:
                 break
         return out
