@@ -289,3 +289,33 @@ def test_reject_carries_status_message_and_details_and_survives_pickling():
     for status in (200, 399, 500, True, "404"):
         with pytest.raises(ValueError):
             Reject(status, "x")
+
+
+def test_openapi_document_from_operations_is_valid_with_unique_ids(tmp_path):
+    from openapi_spec_validator import validate
+
+    from flowlet.contracts.openapi import Operation, build_document
+    write(tmp_path, {"schemas/thing.yaml": "type: object\nproperties:\n  n: {type: integer, default: 1}\n"})
+    c = contract(tmp_path, """\
+        input:
+          params: {properties: {id: {maximum: 9}}}
+          query: {properties: {tag: {type: array, items: {type: string}}}, required: [tag]}
+          body: {$ref: schemas/thing.yaml}
+        """, {"id": "int"})
+    ops = [Operation("POST", "/api/a-b/{id:int}", (("id", "int"),), "flows/x.yaml:1", input=c,
+                     auth_type="jwt", auth_secret="tok", scope={"any": ["a", "b"]}),
+           Operation("POST", "/api/a_b", (), "flows/y.yaml:1", auth_type="basic", auth_secret="users",
+                     csrf_header="X-CSRF-TOKEN", csrf_cookie="csrf", cors={"allow": "all"}, statuses=(201,))]
+    doc = build_document("t", ops, SchemaFiles(tmp_path), csrf_path="/api/csrf")
+    validate(doc)
+    first, second = doc["paths"]["/api/a-b/{id}"]["post"], doc["paths"]["/api/a_b"]["post"]
+    assert first["operationId"] != second["operationId"]
+    assert first["parameters"][0] == {"name": "id", "in": "path", "required": True,
+                                      "schema": {**first["parameters"][0]["schema"], "type": "integer", "maximum": 9}}
+    assert first["parameters"][1]["required"] is True and first["parameters"][1]["explode"] is True
+    assert first["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/thing"}
+    assert first["security"] == [{"tok": []}] and first["x-flowlet-scope"] == {"any": ["a", "b"]}
+    assert "(a or b)" in first["description"]
+    assert doc["components"]["securitySchemes"]["users"] == {"type": "http", "scheme": "basic"}
+    assert second["x-flowlet-cors"] == {"allow": "all"} and "201" in second["responses"]
+    assert {p["in"] for p in second["parameters"]} == {"header", "cookie"}

@@ -109,9 +109,15 @@ def build_document(title: str, operations: list[Operation], files: SchemaFiles, 
     comps = _Components(files)
     paths: dict[str, dict] = {}
     schemes: dict[str, dict] = {}
+    used: set[str] = set()
     for op in sorted(operations, key=lambda o: (o.path, o.method)):
         path = re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*):[a-z]+\}", r"{\1}", op.path)
-        paths.setdefault(path, {})[op.method.lower()] = _operation(op, comps, schemes)
+        base = name = _COMPONENT_CHARS.sub("_", f"{op.method.lower()}{op.path}")
+        n = 2
+        while name in used:               # /a-b and /a_b would otherwise share an operationId
+            name, n = f"{base}_{n}", n + 1
+        used.add(name)
+        paths.setdefault(path, {})[op.method.lower()] = _operation(op, name, comps, schemes)
     if csrf_path is not None:
         paths[csrf_path] = {"get": {
             "operationId": "csrfToken", "summary": "A CSRF token (and its cookie) for protected endpoints",
@@ -132,8 +138,7 @@ def build_document(title: str, operations: list[Operation], files: SchemaFiles, 
     return doc
 
 
-def _operation(op: Operation, comps: _Components, schemes: dict[str, dict]) -> dict:
-    name = _COMPONENT_CHARS.sub("_", f"{op.method.lower()}{op.path}")
+def _operation(op: Operation, name: str, comps: _Components, schemes: dict[str, dict]) -> dict:
     out: dict[str, Any] = {"operationId": name}
     lines = [op.description] if op.description else []
     out["parameters"] = _parameters(op, comps, name)
