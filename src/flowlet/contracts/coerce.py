@@ -66,7 +66,7 @@ def types_of(bundle: JSONValue, node: JSONValue) -> tuple[str, ...]:
     return ()
 
 
-def _json_type(v: Any) -> str:
+def _json_type(v: JSONValue) -> str:
     if v is None:
         return "null"
     if isinstance(v, bool):
@@ -80,11 +80,11 @@ def _json_type(v: Any) -> str:
 
 # ---- text to typed values ------------------------------------------------------------------
 
-def _to_int(text: str) -> Any:
+def _to_int(text: str) -> int | str:
     return int(text) if _INT.match(text) and -(2**63) <= int(text) < 2**63 else text
 
 
-def _to_number(text: str) -> Any:
+def _to_number(text: str) -> int | float | str:
     if _INT.match(text):
         return _to_int(text)
     if _NUMBER.match(text):
@@ -93,11 +93,11 @@ def _to_number(text: str) -> Any:
     return text
 
 
-def _to_bool(text: str) -> Any:
+def _to_bool(text: str) -> bool | str:
     return {"true": True, "false": False}.get(text, text)
 
 
-def _to_null(text: str) -> Any:
+def _to_null(text: str) -> None | str:
     return None if text in ("", "null") else text
 
 
@@ -175,7 +175,7 @@ class DefaultsPlan:
         self.nested: dict[str, DefaultsPlan] = {}
         self.items: DefaultsPlan | None = None               # for an array: the plan of each item
 
-    def apply(self, value: Any, depth: int = 0) -> None:
+    def apply(self, value: JSONValue, depth: int = 0) -> None:
         if depth > _MAX_DEPTH:
             return                        # deeper than any sane document: leave it as sent
         if isinstance(value, dict):

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping, NamedTuple
+from typing import Mapping, NamedTuple
 from urllib.parse import parse_qsl
 
 from flowlet.contracts.coerce import DefaultsPlan, TextPlan, defaults_plan, properties, resolve, text_plan, types_of
 from flowlet.contracts.schemas import Bundle, JSONValue, SchemaFiles
 from flowlet.contracts.validate import MAX_PROBLEMS, CompiledSchema
 from flowlet.errors import ConfigError, HTTPError
+from flowlet.http import Request
 from flowlet.source import YMap, check_keys
 
 PARTS = ("body", "query", "params", "headers")
@@ -40,7 +41,7 @@ class Inputs(NamedTuple):
     params: dict
     query: dict | None
     headers: dict | None
-    body: Any
+    body: JSONValue
 
 
 # ---- config models ------------------------------------------------------------------------------
@@ -49,7 +50,7 @@ class Inputs(NamedTuple):
 class InputConfig:
     """``endpoint.input``: the schema written for each part (a YMap, a bool, or absent)."""
 
-    schemas: Mapping[str, Any]
+    schemas: Mapping[str, YMap | bool]
     where: Mapping[str, tuple[str | None, int]]
 
 
@@ -57,7 +58,7 @@ class InputConfig:
 class OutputConfig:
     """``endpoint.output``: status -> the schema written for it."""
 
-    schemas: Mapping[int, Any]
+    schemas: Mapping[int, YMap | bool]
     where: Mapping[int, tuple[str | None, int]]
 
 
@@ -84,7 +85,7 @@ def parse_output(raw: YMap) -> OutputConfig:
     return OutputConfig(schemas, where)
 
 
-def _expect_schema(m: YMap, key: Any, what: str) -> None:
+def _expect_schema(m: YMap, key: str | int, what: str) -> None:
     value = m[key]
     if not isinstance(value, (dict, bool)):
         raise m.error(f"{what} must be a JSON Schema (a mapping, or true/false)", key)
@@ -121,14 +122,14 @@ class InputContract:
             self._body_valid = self.body.schema.is_valid
             self._body_defaults = self.body.defaults
 
-    def check_body(self, req: Any, params: dict, body: Any) -> Inputs:
+    def check_body(self, req: Request, params: dict, body: JSONValue) -> Inputs:
         if self._body_valid(body):
             if self._body_defaults is not None:
                 self._body_defaults.apply(body)
             return Inputs(params, None, None, body)
         raise InvalidRequest(self.body.schema.problems(body, "/body"))
 
-    def check_all(self, req: Any, params: dict, body: Any) -> Inputs:
+    def check_all(self, req: Request, params: dict, body: JSONValue) -> Inputs:
         """Raises InvalidRequest listing every problem (capped) across the four parts."""
         query = headers = None
         problems: list[dict[str, str]] = []
@@ -159,7 +160,7 @@ class InputContract:
         return Inputs(params, query, headers, body)
 
 
-def _query_pairs(req: Any) -> list[tuple[str, str]]:
+def _query_pairs(req: Request) -> list[tuple[str, str]]:
     qs = req.scope.get("query_string", b"")
     return parse_qsl(qs.decode("latin-1"), keep_blank_values=True) if qs else []
 
@@ -174,14 +175,14 @@ class OutputContract:
         self.schemas = schemas
         self.bundles = bundles
 
-    def problems(self, status: int, body: Any) -> list[dict[str, str]]:
+    def problems(self, status: int, body: JSONValue) -> list[dict[str, str]]:
         schema = self.schemas.get(status)
         if schema is None or schema.is_valid(body):
             return []
         return schema.problems(body, "")
 
 
-def compile_schema(files: SchemaFiles, raw: Any, where: tuple[str | None, int]) -> tuple[Bundle, CompiledSchema]:
+def compile_schema(files: SchemaFiles, raw: YMap | bool, where: tuple[str | None, int]) -> tuple[Bundle, CompiledSchema]:
     """Bundle and compile one schema; a bad schema is a ConfigError at its FILE:LINE."""
     bundle = files.bundle(raw, where)
     try:
