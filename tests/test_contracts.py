@@ -319,3 +319,8 @@ def test_openapi_document_from_operations_is_valid_with_unique_ids(tmp_path):
     assert doc["components"]["securitySchemes"]["users"] == {"type": "http", "scheme": "basic"}
     assert second["x-flowlet-cors"] == {"allow": "all"} and "201" in second["responses"]
     assert {p["in"] for p in second["parameters"]} == {"header", "cookie"}
+
+
+def test_a_name_that_is_not_valid_unicode_is_a_problem_not_a_crash(tmp_path):
+    c = contract(tmp_path, ADD)
+    assert problems_of(c, body={"\ud800": 1}) == [{"at": "/body", "problem": "holds text that is not valid Unicode"}]

@@ -26,22 +26,32 @@ _TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a strin
 class CompiledSchema:
     """One bundled schema compiled once; ``is_valid`` is the request-time fast path."""
 
-    __slots__ = ("schema", "_validator", "is_valid")
+    __slots__ = ("schema", "_validator", "_is_valid")
 
     def __init__(self, schema: JSONValue):
         self.schema = schema
         # Formats are checked (an author writing `format: email` means it); nothing is fetched.
         self._validator = jsonschema_rs.Draft202012Validator(schema, validate_formats=True,
                                                              retriever=_no_remote)
-        self.is_valid = self._validator.is_valid
+        self._is_valid = self._validator.is_valid
+
+    def is_valid(self, value: Any) -> bool:
+        try:
+            return self._is_valid(value)
+        except ValueError:      # a key that is not valid Unicode (a lone surrogate from a \ud800 escape)
+            return False
 
     def problems(self, value: Any, root: str, limit: int = MAX_PROBLEMS) -> list[dict[str, str]]:
         """Up to ``limit`` problems, each ``{"at": JSON pointer under root, "problem": text}``."""
         out: list[dict[str, str]] = []
-        for at, text in self._explain(value, root):
-            out.append({"at": at if len(at) <= MAX_POINTER else at[: MAX_POINTER - 1] + "…", "problem": text})
-            if len(out) >= limit:
-                break
+        try:
+            for at, text in self._explain(value, root):
+                out.append({"at": at if len(at) <= MAX_POINTER else at[: MAX_POINTER - 1] + "…",
+                            "problem": text})
+                if len(out) >= limit:
+                    break
+        except ValueError:
+            out = [{"at": root, "problem": "holds text that is not valid Unicode"}]
         return out
 
     def _explain(self, value: Any, root: str) -> Iterator[tuple[str, str]]:
