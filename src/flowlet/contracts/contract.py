@@ -106,7 +106,9 @@ class Part:
 
 
 class InputContract:
-    """The compiled ``input``: ``check`` is the request-time stage (after CSRF, before the flow)."""
+    """The compiled ``input``: ``check(req, params, body)`` is the request-time stage (after CSRF,
+    before the flow). It raises InvalidRequest, or returns the typed Inputs (None when the body,
+    filled in place, is all that changed)."""
 
     __slots__ = ("body", "query", "params", "headers", "bundles", "check", "_body_valid", "_body_defaults")
 
@@ -122,11 +124,12 @@ class InputContract:
             self._body_valid = self.body.schema.is_valid
             self._body_defaults = self.body.defaults
 
-    def check_body(self, req: Request, params: dict, body: JSONValue) -> Inputs:
+    def check_body(self, req: Request, params: dict, body: JSONValue) -> None:
+        """Defaults are filled into ``body`` itself: nothing else changes, so nothing to return."""
         if self._body_valid(body):
             if self._body_defaults is not None:
                 self._body_defaults.apply(body)
-            return Inputs(params, None, None, body)
+            return None
         raise InvalidRequest(self.body.schema.problems(body, "/body"))
 
     def check_all(self, req: Request, params: dict, body: JSONValue) -> Inputs:
