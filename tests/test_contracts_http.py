@@ -290,3 +290,27 @@ def test_contract_mistakes_are_load_errors_with_file_and_line(tmp_path, files, w
     assert r.returncode == 1
     line = next((l for l in r.stderr.splitlines() if l.startswith(f"{ws}/{where}: error:")), None)
     assert line is not None and message in line, r.stderr
+
+
+def test_a_form_body_is_typed_like_a_query_string(tmp_path):
+    ws = make_workspace(tmp_path, {"flows/a.yaml": """\
+        endpoint:
+          method: POST
+          path: /order
+          input:
+            body:
+              type: object
+              required: [qty]
+              properties:
+                qty: {type: integer, minimum: 1}
+                gift: {type: boolean, default: false}
+        respond:
+          body: {double: "=body.qty * 2", gift: "=body.gift"}
+        """})
+    with run_server(ws) as srv:
+        assert httpx.post(srv.url + "/api/order", data={"qty": "3"}).json() == {"double": 6, "gift": False}
+        assert httpx.post(srv.url + "/api/order", json={"qty": 4, "gift": True}).json() == {"double": 8, "gift": True}
+        assert problems(httpx.post(srv.url + "/api/order", json={"qty": "3"})) == [
+            {"at": "/body/qty", "problem": "must be an integer"}]        # JSON is typed already: no conversion
+        assert problems(httpx.post(srv.url + "/api/order", data={"qty": "many"})) == [
+            {"at": "/body/qty", "problem": "must be an integer"}]

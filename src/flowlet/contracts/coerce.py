@@ -147,6 +147,18 @@ class TextPlan:
         return out
 
 
+    def apply_in_place(self, values: dict) -> None:
+        """A form body: its values typed where they are (repeated names arrive as the last one)."""
+        for name, convert in self.scalars.items():
+            value = values.get(name)
+            if type(value) is str:
+                values[name] = convert(value)
+        for name, convert in self.arrays.items():
+            value = values.get(name)
+            if type(value) is str:
+                values[name] = [convert(value) if convert else value]
+
+
 def text_plan(bundle: JSONValue) -> TextPlan:
     scalars: dict[str, Converter] = {}
     arrays: dict[str, Converter | None] = {}

@@ -110,7 +110,8 @@ class InputContract:
     before the flow). It raises InvalidRequest, or returns the typed Inputs (None when the body,
     filled in place, is all that changed)."""
 
-    __slots__ = ("body", "query", "params", "headers", "bundles", "check", "_body_valid", "_body_defaults")
+    __slots__ = ("body", "query", "params", "headers", "bundles", "check", "_body_valid", "_body_defaults",
+                 "_form")
 
     def __init__(self, parts: dict[str, Part], bundles: dict[str, Bundle]):
         self.body = parts.get("body")
@@ -123,9 +124,14 @@ class InputContract:
         if self.body is not None:
             self._body_valid = self.body.schema.is_valid
             self._body_defaults = self.body.defaults
+        # A form body is text like a query string: typed the same way when its schema says so.
+        self._form = self.body.text if self.body is not None and self.body.text is not None \
+            and (self.body.text.scalars or self.body.text.arrays) else None
 
     def check_body(self, req: Request, params: dict, body: JSONValue) -> None:
         """Defaults are filled into ``body`` itself: nothing else changes, so nothing to return."""
+        if self._form is not None and type(body) is dict and _is_form(req):
+            self._form.apply_in_place(body)
         if self._body_valid(body):
             if self._body_defaults is not None:
                 self._body_defaults.apply(body)
@@ -153,6 +159,8 @@ class InputContract:
             else:
                 problems += self.headers.schema.problems(headers, "/headers")
         if self.body is not None:
+            if self._form is not None and type(body) is dict and _is_form(req):
+                self._form.apply_in_place(body)
             if self.body.schema.is_valid(body):
                 if self.body.defaults is not None:
                     self.body.defaults.apply(body)
@@ -161,6 +169,10 @@ class InputContract:
         if problems:
             raise InvalidRequest(problems[:MAX_PROBLEMS])
         return Inputs(params, query, headers, body)
+
+
+def _is_form(req: Request) -> bool:
+    return req.headers.get("content-type", "").lower().startswith("application/x-www-form-urlencoded")
 
 
 def _query_pairs(req: Request) -> list[tuple[str, str]]:
@@ -214,7 +226,7 @@ def compile_input(cfg: InputConfig, files: SchemaFiles, path_params: Mapping[str
                 if prop != prop.lower():
                     raise ConfigError(f"input.headers: header names in schemas are lower-case "
                                       f"({prop!r} -> {prop.lower()!r})", *files.locate(bundle, ["properties", prop], where))
-        text = text_plan(bundle.schema) if name in ("query", "headers") else None
+        text = text_plan(bundle.schema) if name in ("query", "headers", "body") else None
         parts[name] = Part(name, compiled, text, defaults_plan(bundle.schema) if name != "params" else None)
     return InputContract(parts, bundles)
 
