@@ -21,6 +21,7 @@ from flowlet.routing import PathPattern, RouteTable, parse_path
 from flowlet.security.auth import compile_auth
 from flowlet.security.cors import FlowCorsInput, PathCors, csrf_endpoint_cors, merge_path
 from flowlet.security.csrf import CsrfKeys, CsrfPolicy
+from flowlet.security.runtime import AuthRuntime
 from flowlet.source import YMap, load_yaml
 from flowlet.workspace.builtin import CsrfTokenHandler, OpenApiHandler
 from flowlet.workspace.endpoint import METHODS, EndpointConfig, parse_endpoint
@@ -51,10 +52,12 @@ class Workspace:
     secrets: SecretsView | None = None
     csrf_keys: CsrfKeys | None = None
     csrf_entry: PathEntry | None = None
+    auth_runtime: AuthRuntime = field(default_factory=AuthRuntime)
     schema_files: SchemaFiles | None = None    # every schema file read, for `flowlet openapi`
     openapi_entry: PathEntry | None = None
 
     def close(self) -> None:
+        self.auth_runtime.close()
         if self.store is not None:
             self.store.close()
 
@@ -81,17 +84,20 @@ def load_workspace(root: str | Path, *, display_root: str | None = None, open_se
     parsed = _parse_flows(root, rel, errors)
     secrets = _resolve_secrets(root, settings, rel(root / "flowlet.yaml"), errors, serving=serving,
                                wanted=open_secrets and bool(parsed or settings.dev_secrets))
+    auth_runtime = AuthRuntime()
     try:
         schema_files = SchemaFiles(root, lambda r: rel(root / r))
-        endpoints = _compile_endpoints(parsed, settings, root, secrets.lookup, schema_files, errors)
+        endpoints = _compile_endpoints(parsed, settings, root, secrets.lookup, auth_runtime, schema_files,
+                                       errors)
         errors.extend(schema_files.check_unused())
         groups = _group_by_path(endpoints, settings.api_prefix, errors, settings.openapi_path)
         warnings = list(secrets.warnings)
         path_cors = _merge_cors(groups, settings.csrf.header, errors, warnings)
         if errors:
             raise ConfigErrors(errors)
-        return _build(root, settings, groups, path_cors, secrets, warnings, schema_files)
+        return _build(root, settings, groups, path_cors, secrets, warnings, auth_runtime, schema_files)
     except BaseException:
+        auth_runtime.close()
         secrets.close()
         raise
 
@@ -188,7 +194,8 @@ class _Endpoint:
 
 
 def _compile_endpoints(parsed: list[tuple[YMap, EndpointConfig]], settings: Settings, root: Path,
-                       secrets: SecretsView | _DevPlaceholders | None, schema_files: SchemaFiles,
+                       secrets: SecretsView | _DevPlaceholders | None, auth_runtime: AuthRuntime,
+                       schema_files: SchemaFiles,
                        errors: list[ConfigError]) -> list[_Endpoint]:
     out: list[_Endpoint] = []
     for doc, cfg in parsed:
@@ -204,7 +211,7 @@ def _compile_endpoints(parsed: list[tuple[YMap, EndpointConfig]], settings: Sett
                 if secrets is None:
                     raise ConfigError("authentication needs the secrets store", cfg.file, cfg.line)
                 auth, scope_policy = compile_auth(
-                    cfg.auth, realm=settings.name, secrets=secrets,
+                    cfg.auth, realm=settings.name, secrets=secrets, runtime=auth_runtime,
                     compile_expr=lambda src, where: compile_expr(src, where, allow_secret=False))
             out.append(_Endpoint(cfg, flow, auth, scope_policy, contract, output))
         except ConfigError as exc:
@@ -274,7 +281,8 @@ def _merge_cors(groups: list[_PathGroup], csrf_header: str, errors: list[ConfigE
 # ---- phase 5: build the immutable routes and the table -----------------------------------
 
 def _build(root: Path, settings: Settings, groups: list[_PathGroup], path_cors: list[PathCors | None],
-           secrets: _Secrets, warnings: list[ConfigError], schema_files: SchemaFiles) -> Workspace:
+           secrets: _Secrets, warnings: list[ConfigError], auth_runtime: AuthRuntime,
+           schema_files: SchemaFiles) -> Workspace:
     csrf_keys = None
     if secrets.view is not None:
         csrf_keys = CsrfKeys(secrets.view, secrets.store)
@@ -293,8 +301,8 @@ def _build(root: Path, settings: Settings, groups: list[_PathGroup], path_cors: 
         table.add(openapi_entry.pattern, openapi_entry)
     return Workspace(root=root, settings=settings, routes=routes,
                      paths=paths, table=table, warnings=warnings, store=secrets.store, secrets=secrets.view,
-                     csrf_keys=csrf_keys, csrf_entry=csrf_entry, schema_files=schema_files,
-                     openapi_entry=openapi_entry)
+                     csrf_keys=csrf_keys, csrf_entry=csrf_entry, auth_runtime=auth_runtime,
+                     schema_files=schema_files, openapi_entry=openapi_entry)
 
 
 def _path_entry(group: _PathGroup, cors: PathCors | None, settings: Settings,
