@@ -231,7 +231,7 @@ def test_params_may_refine_but_not_contradict_the_path(tmp_path):
     assert problems_of(ok, params={"id": 0}) == [{"at": "/params/id", "problem": "must be >= 1"}]
     with pytest.raises(ConfigError) as info:
         contract(tmp_path, "input:\n  params:\n    properties:\n      id: {type: string}\n", {"id": "int"})
-    assert info.value.line == 4 and "int in the path" in info.value.message
+    assert info.value.line == 4 and "int parameter in the path" in info.value.message
     with pytest.raises(ConfigError) as info:
         contract(tmp_path, "input:\n  params:\n    properties:\n      other: {type: string}\n", {"id": "int"})
     assert "no parameter 'other'" in info.value.message

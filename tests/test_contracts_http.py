@@ -276,7 +276,7 @@ def test_an_unexpected_error_in_a_step_is_a_500_without_internals(tmp_path):
     ({"flows/a.yaml": "endpoint:\n  method: POST\n  path: /a\n  input:\n    body: {$ref: schemas/none.yaml}\n"},
      "flows/a.yaml:5", "no such file"),
     ({"flows/a.yaml": "endpoint:\n  method: GET\n  path: /a/{id:int}\n  input:\n    params:\n      properties:\n"
-                      "        id: {type: string}\n"}, "flows/a.yaml:7", "int in the path"),
+                      "        id: {type: string}\n"}, "flows/a.yaml:7", "int parameter in the path"),
     ({"flows/a.yaml": "endpoint:\n  method: GET\n  path: /a\nrespond:\n  - when: '=true'\n    body: 1\n"},
      "flows/a.yaml:5", "without '='"),
     ({"flows/a.yaml": "endpoint:\n  method: GET\n  path: /a\nrespond:\n  - body: 1\n  - body: 2\n"},

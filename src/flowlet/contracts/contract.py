@@ -257,8 +257,9 @@ def _check_params(bundle: Bundle, path_params: Mapping[str, str], files: SchemaF
         declared = types_of(schema, prop)
         if declared and not set(declared) & set(_PATH_TYPES[kind]):
             hint = f"{{{name}:int}}" if "integer" in declared or "number" in declared else f"{{{name}}}"
-            raise ConfigError(f"input.params: {name!r} is a {kind} in the path but the schema says "
-                              f"{' or '.join(declared)} (write {hint} in the path)", *at)
+            raise ConfigError(f"input.params: {name!r} is {'an int' if kind == 'int' else 'a str'} parameter "
+                              f"in the path but the schema says {' or '.join(declared)} (write {hint} in the path)",
+                              *at)
     node = resolve(schema, schema)
     for name in (node.get("required", []) if isinstance(node, dict) else []):
         if isinstance(name, str) and name not in path_params:
