@@ -31,13 +31,12 @@ respond:
 """,
     "flows/add.yaml": """\
 # POST /api/add {"a": 1, "b": 2}  ->  {"sum": 3}   (a Python function as a step)
-# {"a": "x"} -> 400 {"error": "invalid request", "problems": [{"at": "/body/a", ...}, ...]}
 endpoint:
   method: POST
   path: /add
   # auth: {type: basic, secret: my-users}   # create it: flowlet secrets set my-users -w DIR --type basic ...
   # csrf: true                               # needs GET /api/csrf first, then the X-CSRF-TOKEN header
-  input:                                     # JSON Schema; shared ones go in schemas/NAME.yaml ($ref)
+  input:           # JSON Schema; {"a": "x"} is answered 400 with each problem (shared schemas: schemas/*.yaml)
     body:
       type: object
       required: [a, b]
