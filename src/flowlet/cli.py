@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("openapi", help="print the workspace's OpenAPI 3.1 document")
-    p.add_argument("dir", nargs="?", default=".")
-    p.add_argument("--yaml", action="store_true", help="YAML instead of JSON")
+    p.add_argument("dir", nargs="?", default=".", help="the workspace folder (default: the current folder)")
+    p.add_argument("--yaml", action="store_true", help="print YAML instead of JSON")
     p.set_defaults(func=cmd_openapi)
 
     p = sub.add_parser("routes", help="list every endpoint with its security settings")
