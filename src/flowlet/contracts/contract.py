@@ -140,35 +140,32 @@ class InputContract:
 
     def check_all(self, req: Request, params: dict, body: JSONValue) -> Inputs:
         """Raises InvalidRequest listing every problem (capped) across the four parts."""
-        query = headers = None
         problems: list[dict[str, str]] = []
-        if self.params is not None and not self.params.schema.is_valid(params):
-            problems += self.params.schema.problems(params, "/params")
+        query = headers = None
+        if self.params is not None:
+            _validate(self.params, params, "/params", problems)
         if self.query is not None:
-            query = self.query.text.apply(req.query, lambda: _query_pairs(req))
-            if self.query.schema.is_valid(query):
-                if self.query.defaults is not None:
-                    self.query.defaults.apply(query)
-            else:
-                problems += self.query.schema.problems(query, "/query")
+            query = _validate(self.query, self.query.text.apply(req.query, lambda: _query_pairs(req)), "/query",
+                              problems)
         if self.headers is not None:
-            headers = self.headers.text.apply(req.headers)
-            if self.headers.schema.is_valid(headers):
-                if self.headers.defaults is not None:
-                    self.headers.defaults.apply(headers)
-            else:
-                problems += self.headers.schema.problems(headers, "/headers")
+            headers = _validate(self.headers, self.headers.text.apply(req.headers), "/headers", problems)
         if self.body is not None:
             if self._form is not None and type(body) is dict and _is_form(req):
                 self._form.apply_in_place(body)
-            if self.body.schema.is_valid(body):
-                if self.body.defaults is not None:
-                    self.body.defaults.apply(body)
-            else:
-                problems += self.body.schema.problems(body, "/body")
+            _validate(self.body, body, "/body", problems)
         if problems:
             raise InvalidRequest(problems[:MAX_PROBLEMS])
         return Inputs(params, query, headers, body)
+
+
+def _validate(part: Part, value: JSONValue, root: str, problems: list[dict[str, str]]) -> JSONValue:
+    """``value`` with its defaults filled in when valid; else its problems are added."""
+    if part.schema.is_valid(value):
+        if part.defaults is not None:
+            part.defaults.apply(value)
+    else:
+        problems += part.schema.problems(value, root)
+    return value
 
 
 def _is_form(req: Request) -> bool:
