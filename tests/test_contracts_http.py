@@ -283,6 +283,11 @@ def test_an_unexpected_error_in_a_step_is_a_500_without_internals(tmp_path):
      "flows/a.yaml:6", "never used"),
     ({"schemas/x.yaml": "type: object\nproperties:\n  a: {minimum: ten}\n"}, "schemas/x.yaml:3",
      "invalid JSON Schema"),
+    ({"flowlet.yaml": "openapi: {path: /openapi.json}\n",
+      "flows/a.yaml": "endpoint:\n  method: GET\n  path: /openapi.json\n"}, "flows/a.yaml:2",
+     "serves the OpenAPI document"),
+    ({"flows/a.yaml": "endpoint:\n  method: GET\n  path: /a\n  output:\n    600: {type: object}\n"},
+     "flows/a.yaml:5", "output keys are HTTP statuses"),
 ])
 def test_contract_mistakes_are_load_errors_with_file_and_line(tmp_path, files, where, message):
     ws = make_workspace(tmp_path, files)
