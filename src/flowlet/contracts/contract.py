@@ -43,6 +43,10 @@ class Inputs(NamedTuple):
     headers: dict | None
     body: JSONValue
 
+    def request_parts(self) -> dict:
+        """The typed parts that replace the request's own in the expressions' ``request``."""
+        return {k: v for k, v in (("query", self.query), ("headers", self.headers)) if v is not None}
+
 
 # ---- config models ------------------------------------------------------------------------------
 

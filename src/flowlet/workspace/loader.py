@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Callable
 
 from flowlet.contracts.contract import InputContract, OutputContract, compile_input, compile_output
 from flowlet.contracts.schemas import SchemaFiles
+from flowlet.edge.authlimit import AuthThrottle
+from flowlet.edge.ratelimit import EndpointLimit, Limiter, compile_endpoint_limit
 from flowlet.errors import ConfigError, ConfigErrors
 from flowlet.expr import compile_expr
 from flowlet.flows.flow import Flow, compile_flow
@@ -53,11 +55,14 @@ class Workspace:
     csrf_keys: CsrfKeys | None = None
     csrf_entry: PathEntry | None = None
     auth_runtime: AuthRuntime = field(default_factory=AuthRuntime)
+    limiter: Limiter | None = None        # rate-limit counters (this worker's view)
     schema_files: SchemaFiles | None = None    # every schema file read, for `flowlet openapi`
     openapi_entry: PathEntry | None = None
 
     def close(self) -> None:
         self.auth_runtime.close()
+        if self.limiter is not None:
+            self.limiter.close()
         if self.store is not None:
             self.store.close()
 
@@ -84,20 +89,23 @@ def load_workspace(root: str | Path, *, display_root: str | None = None, open_se
     parsed = _parse_flows(root, rel, errors)
     secrets = _resolve_secrets(root, settings, rel(root / "flowlet.yaml"), errors, serving=serving,
                                wanted=open_secrets and bool(parsed or settings.dev_secrets))
-    auth_runtime = AuthRuntime()
+    limiter = Limiter(settings.rate_limits)
+    throttle = AuthThrottle(limiter)
+    auth_runtime = AuthRuntime(throttle=throttle if throttle.enabled else None)
     try:
         schema_files = SchemaFiles(root, lambda r: rel(root / r))
-        endpoints = _compile_endpoints(parsed, settings, root, secrets.lookup, auth_runtime, schema_files,
-                                       errors)
+        endpoints = _compile_endpoints(parsed, settings, root, secrets.lookup, auth_runtime, errors, limiter,
+                                       schema_files)
         errors.extend(schema_files.check_unused())
         groups = _group_by_path(endpoints, settings.api_prefix, errors, settings.openapi_path)
         warnings = list(secrets.warnings)
         path_cors = _merge_cors(groups, settings.csrf.header, errors, warnings)
         if errors:
             raise ConfigErrors(errors)
-        return _build(root, settings, groups, path_cors, secrets, warnings, auth_runtime, schema_files)
+        return _build(root, settings, groups, path_cors, secrets, warnings, auth_runtime, limiter, schema_files)
     except BaseException:
         auth_runtime.close()
+        limiter.close()
         secrets.close()
         raise
 
@@ -189,14 +197,14 @@ class _Endpoint:
     flow: Flow
     auth: AuthPolicy | None
     scope_policy: ScopePolicy | None
-    contract: InputContract | None
-    output: OutputContract | None
+    rate_limit: EndpointLimit | None = None
+    contract: InputContract | None = None
+    output: OutputContract | None = None
 
 
 def _compile_endpoints(parsed: list[tuple[YMap, EndpointConfig]], settings: Settings, root: Path,
                        secrets: SecretsView | _DevPlaceholders | None, auth_runtime: AuthRuntime,
-                       schema_files: SchemaFiles,
-                       errors: list[ConfigError]) -> list[_Endpoint]:
+                       errors: list[ConfigError], limiter: Limiter, schema_files: SchemaFiles) -> list[_Endpoint]:
     out: list[_Endpoint] = []
     for doc, cfg in parsed:
         try:
@@ -213,7 +221,13 @@ def _compile_endpoints(parsed: list[tuple[YMap, EndpointConfig]], settings: Sett
                 auth, scope_policy = compile_auth(
                     cfg.auth, realm=settings.name, secrets=secrets, runtime=auth_runtime,
                     compile_expr=lambda src, where: compile_expr(src, where, allow_secret=False))
-            out.append(_Endpoint(cfg, flow, auth, scope_policy, contract, output))
+            rate_limit = None
+            if cfg.rate_limit is not None:
+                rate_limit = compile_endpoint_limit(
+                    cfg.rate_limit, route_id=f"{cfg.method} {cfg.pattern.text}", limiter=limiter,
+                    uses_auth=auth is not None,
+                    compile_expr=lambda src, where: compile_expr(src, where, allow_secret=False))
+            out.append(_Endpoint(cfg, flow, auth, scope_policy, rate_limit, contract, output))
         except ConfigError as exc:
             errors.append(exc.located(cfg.file, doc.line))
     return out
@@ -282,7 +296,7 @@ def _merge_cors(groups: list[_PathGroup], csrf_header: str, errors: list[ConfigE
 
 def _build(root: Path, settings: Settings, groups: list[_PathGroup], path_cors: list[PathCors | None],
            secrets: _Secrets, warnings: list[ConfigError], auth_runtime: AuthRuntime,
-           schema_files: SchemaFiles) -> Workspace:
+           limiter: Limiter, schema_files: SchemaFiles) -> Workspace:
     csrf_keys = None
     if secrets.view is not None:
         csrf_keys = CsrfKeys(secrets.view, secrets.store)
@@ -301,7 +315,7 @@ def _build(root: Path, settings: Settings, groups: list[_PathGroup], path_cors: 
         table.add(openapi_entry.pattern, openapi_entry)
     return Workspace(root=root, settings=settings, routes=routes,
                      paths=paths, table=table, warnings=warnings, store=secrets.store, secrets=secrets.view,
-                     csrf_keys=csrf_keys, csrf_entry=csrf_entry, auth_runtime=auth_runtime,
+                     csrf_keys=csrf_keys, csrf_entry=csrf_entry, auth_runtime=auth_runtime, limiter=limiter,
                      schema_files=schema_files, openapi_entry=openapi_entry)
 
 
@@ -317,7 +331,8 @@ def _compile_route(ep: _Endpoint, path_cors: PathCors | None, settings: Settings
     in_cors = path_cors is not None and ep.config.method in path_cors.methods
     csrf = CsrfPolicy(settings.csrf, csrf_keys, path_cors) if ep.config.csrf and csrf_keys is not None else None
     return Route(ep.config, ep.flow, cors=path_cors if in_cors else None, auth=ep.auth,
-                 scope_policy=ep.scope_policy, csrf=csrf, contract=ep.contract, output=ep.output)
+                 scope_policy=ep.scope_policy, csrf=csrf, rate_limit=ep.rate_limit, contract=ep.contract,
+                 output=ep.output)
 
 
 def _csrf_entry(settings: Settings, keys: CsrfKeys, paths: list[PathEntry]) -> PathEntry:

@@ -15,6 +15,7 @@ from flowlet.workspace.endpoint import METHODS, EndpointConfig
 
 if TYPE_CHECKING:
     from flowlet.contracts.contract import InputContract, OutputContract
+    from flowlet.edge.ratelimit import EndpointLimit
     from flowlet.flows.steps import RunContext
     from flowlet.security.auth import AuthPolicy
     from flowlet.security.cors import PathCors
@@ -46,6 +47,7 @@ class Route:
     auth: AuthPolicy | None = None
     scope_policy: ScopePolicy | None = None
     csrf: CsrfPolicy | None = None
+    rate_limit: EndpointLimit | None = None
     reads_body: bool = True
     contract: InputContract | None = None  # validates and types the input (400 with problems)
     output: OutputContract | None = None   # the answers' schemas: literal bodies at load, all under --dev
