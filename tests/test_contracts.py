@@ -330,3 +330,9 @@ def test_openapi_document_from_operations_is_valid_with_unique_ids(tmp_path):
 def test_a_name_that_is_not_valid_unicode_is_a_problem_not_a_crash(tmp_path):
     c = contract(tmp_path, ADD)
     assert problems_of(c, body={"\ud800": 1}) == [{"at": "/body", "problem": "holds text that is not valid Unicode"}]
+
+
+def test_a_query_parameter_cannot_be_an_object(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        contract(tmp_path, "input:\n  query:\n    properties:\n      f: {type: object}\n")
+    assert info.value.line == 4 and "cannot be an object" in info.value.message

@@ -227,6 +227,8 @@ def compile_input(cfg: InputConfig, files: SchemaFiles, path_params: Mapping[str
                 if prop != prop.lower():
                     raise ConfigError(f"input.headers: header names in schemas are lower-case "
                                       f"({prop!r} -> {prop.lower()!r})", *files.locate(bundle, ["properties", prop], where))
+        if name in ("query", "headers"):
+            _check_text_values(bundle, name, files, where)
         text = text_plan(bundle.schema) if name in ("query", "headers", "body") else None
         parts[name] = Part(name, compiled, text, defaults_plan(bundle.schema) if name != "params" else None)
     return InputContract(parts, bundles)
@@ -243,6 +245,14 @@ def _check_object(schema: JSONValue, name: str, where: tuple[str | None, int]) -
     types = types_of(schema, schema)
     if types and "object" not in types:
         raise ConfigError(f"input.{name} describes an object of named values; its type must be object", *where)
+
+
+def _check_text_values(bundle: Bundle, part: str, files: SchemaFiles, where: tuple[str | None, int]) -> None:
+    """Query parameters and headers are text: an object-typed value could never be sent."""
+    for name, prop in properties(bundle.schema, bundle.schema).items():
+        if types_of(bundle.schema, prop) == ("object",):
+            raise ConfigError(f"input.{part}: {name!r} cannot be an object (values here are text, typed as "
+                              f"numbers, booleans or arrays of them)", *files.locate(bundle, ["properties", name], where))
 
 
 def _check_params(bundle: Bundle, path_params: Mapping[str, str], files: SchemaFiles,
