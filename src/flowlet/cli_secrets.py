@@ -20,7 +20,8 @@ from typing import Callable
 
 from flowlet.secrets import crypto
 from flowlet.secrets.model import BasicSecret, JwtSecret, Secret, ValueSecret, valid_name
-from flowlet.secrets.store import Store, StoreError, open_store
+from flowlet.secrets.open import open_store
+from flowlet.secrets.store import Store, StoreError
 
 MAX_INPUT_BYTES = 1 << 20  # key files, key sets and stdin values are small
 _JWT_OPTIONS = ("issuer", "audience", "algorithms", "leeway", "scope_claim")

@@ -118,7 +118,7 @@ def load_workspace(root: str | Path, *, display_root: str | None = None, open_se
     # 2. Secrets are needed when a flow names one (auth, secret()) and when serving (CSRF key).
     store = secrets = None
     if open_secrets and (parsed or settings.dev_secrets):
-        from flowlet.secrets.store import StoreError, open_store
+        from flowlet.secrets.open import StoreError, open_store
         from flowlet.secrets.view import SecretsView
         try:
             store = open_store(root, settings.store)
