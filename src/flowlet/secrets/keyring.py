@@ -162,7 +162,11 @@ class MasterKeySource:
         if text is None or not text.strip():
             raise KeyRingError(f"the master key {self.file} must hold exactly {MASTER_KEY_BYTES} "
                                "bytes, or base64url keys one per line")
-        return decode_key_list(text, "\n", f"the master key {self.file}")
+        try:
+            return decode_key_list(text, "\n", f"the master key {self.file}")
+        except KeyRingError as exc:
+            raise KeyRingError(f"{exc}; a master key file holds exactly {MASTER_KEY_BYTES} bytes, "
+                               "or base64url keys one per line") from None
 
     def _create(self) -> None:
         """Write 32 random bytes, mode 0600, so that no process ever reads a partial file.
