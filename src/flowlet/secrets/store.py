@@ -304,6 +304,37 @@ class Store(abc.ABC):
                              "is damaged); set it again or delete it; nothing was changed") from None
         return self._ring.seal(plaintext, aad)[1]
 
+    # -- backup: sealed rows out and in, never opened for writing anywhere
+
+    def dump(self) -> Snapshot:
+        """Every sealed row at one moment (writers wait meanwhile)."""
+        with self._tx(write=True) as cur:
+            if self._serialize_writes:
+                cur.execute(self._serialize_writes)
+            version = cur.execute("SELECT num FROM flowlet_meta WHERE name = 'version'").fetchone()[0]
+            secrets = {name: (type_, kid, bytes(data)) for name, type_, kid, data in
+                       cur.execute("SELECT name, type, key_id, data FROM flowlet_secrets").fetchall()}
+            keys = {name: (kid, bytes(data)) for name, kid, data in
+                    cur.execute("SELECT name, key_id, data FROM flowlet_keys").fetchall()}
+        return Snapshot(int(version), secrets, keys)
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Insert sealed rows into an empty store, in one transaction."""
+        with self._tx(write=True) as cur:
+            if self._serialize_writes:
+                cur.execute(self._serialize_writes)
+            held = sum(int(cur.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+                       for table in ("flowlet_secrets", "flowlet_keys"))
+            if held:
+                raise StoreError(f"the store {self.label} is not empty ({held} secret"
+                                 f"{'s' if held != 1 else ''} or internal keys): import restores "
+                                 "into an empty store only; nothing was changed")
+            cur.executemany("INSERT INTO flowlet_secrets (name, type, key_id, data) VALUES (?, ?, ?, ?)",
+                            [(n, t, k, d) for n, (t, k, d) in snapshot.secrets.items()])
+            cur.executemany("INSERT INTO flowlet_keys (name, key_id, data) VALUES (?, ?, ?)",
+                            [(n, k, d) for n, (k, d) in snapshot.keys.items()])
+            self._bump(cur)
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release the backend's connection."""
