@@ -33,7 +33,7 @@ def _unb64(text: Any, where: str) -> bytes:
     if not isinstance(text, str):
         raise StoreError(f"{where}: 'sealed' must be a base64url string")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise StoreError(f"{where}: 'sealed' is not valid base64url") from None
 
