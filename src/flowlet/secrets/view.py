@@ -244,7 +244,13 @@ class SecretsView:
             self._last_error = (message, now)
 
 
-async def recheck(secrets: object) -> bool:
-    """``await secrets.recheck()`` for a SecretsView; False for stand-ins without one."""
+async def recheck(secrets: object, sync: Callable[[], object], used: object) -> bool:
+    """For a policy about to refuse: reload ``secrets`` if the store changed, then True when
+    ``sync()`` (the policy's look-up) now gives another secret than the one it ``used``.
+
+    Stand-in views without ``recheck`` (unit tests) only compare.
+    """
     method = getattr(secrets, "recheck", None)
-    return bool(method is not None and await method())
+    if method is not None:
+        await method()
+    return sync() is not used

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable
 
 from flowlet.errors import HTTPError
 from flowlet.http import Request
+from flowlet.secrets.view import recheck
 from flowlet.security.expiring import remember
 from flowlet.security.scopes import www_authenticate_bearer
 
@@ -574,7 +575,12 @@ class _Verifier:
             if self.clock() < entry[0]:
                 return entry[1]
             self.cache.pop(key, None)
-        return await self._verify_slow(token, key, secret)
+        try:
+            return await self._verify_slow(token, key, secret)
+        except InvalidToken:   # before refusing, look once for a change made a moment ago
+            if not await recheck(self.secrets, self.sync, secret):
+                raise
+        return await self._verify_slow(token, key, self.secret)
 
     async def _verify_slow(self, token: str, key: bytes, secret: Any) -> dict:
         if self.problem is not None and self.keyset is None:
