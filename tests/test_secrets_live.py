@@ -324,6 +324,9 @@ def test_rotating_the_master_key_across_two_servers_refuses_no_request(tmp_path,
     files = {"flowlet.yaml": f"name: rot\nstore: '{pg_url}'\n", "flows/me.yaml": BASIC_FLOW}
     a, b = make_workspace(tmp_path / "a", files), make_workspace(tmp_path / "b", files)
     set_user(a, "ada", "ada-pass", env_of(OLD))
+    done = flowlet("secrets", "set", "other", "-w", str(a), "--type", "value", "--value-stdin",
+                   input="v\n", env=env_of(OLD))
+    assert done.returncode == 0, done.stderr
     client = Client([("ada", "ada-pass")])
     with ExitStack() as stack:
         def replace(ws: Path, old, env: dict):
@@ -339,7 +342,8 @@ def test_rotating_the_master_key_across_two_servers_refuses_no_request(tmp_path,
         with client.lock:
             client.users.append(("bob", "bob-pass"))
         rotated = flowlet("secrets", "rotate-master-key", "-w", str(a), env=env_of(NEW, OLD))  # 2. rotate
-        assert rotated.returncode == 0 and "re-sealed 2 rows" in rotated.stdout, rotated  # team + CSRF key
+        # bob's `set` re-sealed the whole basic secret under NEW: only the value secret moves
+        assert rotated.returncode == 0 and "re-sealed 1 row " in rotated.stdout, rotated
         time.sleep(1.5)
         sa, sb = replace(a, sa, env_of(NEW)), replace(b, sb, env_of(NEW))            # 3. drop the old key
         time.sleep(1.0)
@@ -354,7 +358,6 @@ ROWS = 40000
 
 def many_rows(ws: Path, setting: str) -> None:
     """ROWS value secrets sealed under OLD, written in one transaction."""
-    os.environ["FLOWLET_MASTER_KEY"] = b64u(OLD)
     with open_store(ws, setting) as store:
         rows = {}
         for i in range(ROWS):
@@ -384,8 +387,9 @@ def rotation_is_writing(ws: Path, setting: str, pid: int) -> bool:
         return row[0] > 0
 
 
-def test_a_rotation_killed_half_way_leaves_every_secret_readable(tmp_path, setting):
+def test_a_rotation_killed_half_way_leaves_every_secret_readable(tmp_path, setting, monkeypatch):
     ws = make_workspace(tmp_path, {"flowlet.yaml": f"name: k\nstore: '{setting}'\n"})
+    monkeypatch.setenv("FLOWLET_MASTER_KEY", b64u(OLD))
     many_rows(ws, setting)
     env = {**os.environ, **env_of(NEW, OLD)}
     if setting == "sqlite":  # start from a checkpointed WAL so its growth shows the rotation's writes
@@ -399,7 +403,7 @@ def test_a_rotation_killed_half_way_leaves_every_secret_readable(tmp_path, setti
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL and b"re-sealed" not in out
-    os.environ["FLOWLET_MASTER_KEY"] = ",".join((b64u(NEW), b64u(OLD)))
+    monkeypatch.setenv("FLOWLET_MASTER_KEY", ",".join((b64u(NEW), b64u(OLD))))
     with open_store(ws, setting) as store:
         snapshot = store.snapshot()
         assert len(snapshot.secrets) == ROWS
@@ -407,6 +411,6 @@ def test_a_rotation_killed_half_way_leaves_every_secret_readable(tmp_path, setti
         for name, row in snapshot.secrets.items():
             assert store.open_secret(name, *row).value == f"value-{int(name[1:])}"
         assert store.rotate_master_key() == ROWS  # and the rotation can simply run again
-    os.environ["FLOWLET_MASTER_KEY"] = b64u(NEW)
+    monkeypatch.setenv("FLOWLET_MASTER_KEY", b64u(NEW))
     with open_store(ws, setting) as store:
         assert store.get("s00042").value == "value-42"
