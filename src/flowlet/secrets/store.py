@@ -238,6 +238,11 @@ class Store(abc.ABC):
         with self._tx() as cur:
             return int(cur.execute("SELECT num FROM flowlet_meta WHERE name = 'version'").fetchone()[0])
 
+    def change_token(self) -> object | None:
+        """A value that differs after any other process wrote, cheaper than version(); None
+        when the backend has none (then callers read version())."""
+        return None
+
     def snapshot(self) -> Snapshot:
         with self._tx() as cur:
             version = cur.execute("SELECT num FROM flowlet_meta WHERE name = 'version'").fetchone()[0]

@@ -49,6 +49,7 @@ class SecretsView:
         self._last_error: tuple[str, float] | None = None
         self._down_since: float | None = None
         self._checked_at = time.monotonic()
+        self._token: object | None = None
         self.refresh(strict=True)
 
     def __repr__(self) -> str:
@@ -94,6 +95,9 @@ class SecretsView:
         """
         if self._down_since is not None:
             return False
+        token = self.store.change_token()
+        if token is not None and token == self._token:
+            return False  # nothing committed since the last load (SQLite: no query at all)
         try:
             return await asyncio.wait_for(asyncio.to_thread(self._refresh_logged), RECHECK_TIMEOUT_S)
         except asyncio.TimeoutError:
@@ -110,7 +114,9 @@ class SecretsView:
         """
         with self._lock:
             try:
+                token = self.store.change_token()  # before reading: a later commit changes it
                 if self._version is not None and self.store.version() == self._version:
+                    self._token = token
                     self._mark_ok()
                     return False
                 snapshot = self.store.snapshot()
@@ -118,6 +124,7 @@ class SecretsView:
                 self._down_since = self._down_since or time.monotonic()
                 raise
             self._mark_ok()
+            self._token = token
             changed = self._load_secrets(snapshot.secrets, strict)
             changed |= self._load_keys(snapshot.keys, strict)
             self._version = snapshot.version
