@@ -97,6 +97,19 @@ def test_a_jwt_key_set_with_the_cli_works_on_the_very_next_request(tmp_path):
             assert resp.status_code == 200, (i, resp.text)
 
 
+def test_a_server_lacking_one_secrets_key_logs_it_and_serves_the_others(tmp_path, setting):
+    ws = make_workspace(tmp_path, {"flowlet.yaml": f"name: ring\nstore: '{setting}'\n",
+                                   "flows/me.yaml": BASIC_FLOW})
+    set_user(ws, "ada", "ada-pass", env_of(OLD))
+    done = flowlet("secrets", "set", "payment", "-w", str(ws), "--type", "value", "--value-stdin",
+                   input="under-the-new-key\n", env=env_of(NEW, OLD))
+    assert done.returncode == 0, done.stderr
+    with run_server(ws, env=env_of(OLD)) as srv:
+        assert httpx.get(srv.url + "/api/me", auth=("ada", "ada-pass")).json() == {"user": "ada"}
+    assert f"secret 'payment' is sealed under master key id {key_id(NEW)}" in srv.stderr
+    assert "under-the-new-key" not in srv.stderr and "Traceback" not in srv.stderr
+
+
 # ---- notifications and outages (PostgreSQL) ------------------------------------------------
 
 class Proxy:
