@@ -167,6 +167,20 @@ def test_a_secret_under_a_key_the_ring_lacks_is_named_and_the_others_keep_workin
     assert "rewritten-under-new" not in caplog.text
 
 
+def test_a_secret_under_a_missing_key_is_not_overwritten_by_an_update(tmp_path, setting, monkeypatch):
+    ring(monkeypatch, OLD)
+    with open_store(tmp_path, setting) as store:
+        store.put(ValueSecret("fine", "x"))
+    ring(monkeypatch, NEW, OLD)
+    with open_store(tmp_path, setting) as store:
+        store.put(BasicSecret("staff", {"alice": "h1"}))
+    ring(monkeypatch, OLD)
+    with open_store(tmp_path, setting) as store:
+        with pytest.raises(StoreError, match=f"{key_id(NEW)}.*nothing was changed"):
+            store.update("staff", lambda cur: BasicSecret("staff", {"bob": "h2"}))
+        assert store.delete("staff") is True  # deleting needs no key
+
+
 def test_secrets_list_names_the_missing_key_id(tmp_path, monkeypatch):
     ws = make_workspace(tmp_path, {})
     env_old = {"FLOWLET_MASTER_KEY": b64u(OLD)}

@@ -164,7 +164,8 @@ class Store(abc.ABC):
 
         Two processes adding users to one basic secret at once both keep their user.
         Whatever ``change`` raises aborts the update. A damaged row counts as absent, so
-        setting a secret again is the way to repair it; so does a row under a missing key.
+        setting a secret again is the way to repair it. A row under a key the ring lacks is
+        refused instead: adding a user to it would silently drop the users it holds.
         """
         with self._tx(write=True) as cur:
             if self._serialize_writes:
@@ -175,6 +176,9 @@ class Store(abc.ABC):
             if row is not None:
                 try:
                     current = self.open_secret(name, row[0], row[1], row[2])
+                except MissingKeyError as exc:
+                    raise StoreError(f"{exc.unavailable.message}: add that key to change it, or "
+                                     "delete the secret first; nothing was changed") from None
                 except StoreError:
                     current = None
             secret = change(current)
