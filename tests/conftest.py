@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ import textwrap
 import threading
 import time
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -111,6 +113,40 @@ def run_server(workspace: Path, *args: str, env: dict | None = None, ready_timeo
         stderr_file.close()
 
 
+class JsonServer:
+    """A real HTTP server on a free port: every GET is recorded in ``hits`` and answered ``status``
+    with ``answer(path, headers)`` as JSON (by default: the ``body`` attribute)."""
+
+    def __init__(self, body=None, *, answer=None, path: str = "/"):
+        self.body = body
+        self.status = 200
+        self.hits: list[str] = []
+        answer = answer or (lambda path, headers: self.body)
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.hits.append(self.path)
+                data = json.dumps(answer(self.path, self.headers)).encode()
+                self.send_response(outer.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}{path}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 @pytest.fixture
 def workspace(tmp_path):
     """A factory: workspace({...files}) -> Path."""
@@ -151,4 +187,4 @@ def assert_json_error(resp: httpx.Response, status: int, message: str | None = N
     return body
 
 
-__all__ = ["run_server", "make_workspace", "flowlet", "free_port", "assert_json_error", "DEMO", "re"]
+__all__ = ["run_server", "make_workspace", "flowlet", "free_port", "assert_json_error", "JsonServer", "DEMO", "re"]

@@ -16,8 +16,10 @@ from flowlet.http import Request
 from flowlet.secrets.model import BasicSecret, JwtSecret
 from flowlet.security.auth import compile_auth, parse_auth
 from flowlet.security.basic import BasicPolicy, parse_basic
+from flowlet.security.runtime import AuthRuntime
 from flowlet.source import load_yaml
-from fakes import Clock, View
+import fakes
+from fakes import Clock, View, request, run
 
 # Cheap argon2id parameters keep the suite fast; one test below uses the real defaults.
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -33,30 +35,35 @@ def team():
     return users_secret(alice=PASSWORD)
 
 
-def request(*headers) -> Request:
-    return Request({"type": "http", "method": "GET", "path": "/api/x",
-                    "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]})
-
-
 def basic(user: str, password: str) -> tuple[str, str]:
     return ("authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
 
 
-def policy(secret=None, *, view=None, clock=None, realm="shop") -> BasicPolicy:
+_RUNTIMES: list[AuthRuntime] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_runtimes():
+    """Each test's runtimes end with it (their hashing threads with them)."""
+    yield
+    while _RUNTIMES:
+        _RUNTIMES.pop().close()
+
+
+def runtime(clock=None, **options) -> AuthRuntime:
+    clock = clock or Clock()
+    rt = AuthRuntime(clock=clock, monotonic=clock, **options)
+    _RUNTIMES.append(rt)
+    return rt
+
+
+def policy(secret=None, *, view=None, clock=None, realm="shop", rt=None) -> BasicPolicy:
     view = view or View(secret)
-    return BasicPolicy("team", realm=realm, secrets=view, clock=clock or Clock())
-
-
-def run(coro):
-    return asyncio.run(coro)
+    return BasicPolicy("team", realm=realm, secrets=view, runtime=rt or runtime(clock))
 
 
 def refused(pol: BasicPolicy, req: Request) -> HTTPError:
-    with pytest.raises(HTTPError) as err:
-        run(pol.authenticate(req))
-    assert err.value.status == 401
-    assert dict(err.value.headers)[b"www-authenticate"].startswith(b"Basic realm=")
-    return err.value
+    return fakes.refused(pol, req, challenge=b"Basic realm=")
 
 
 # ---- parsing (RFC 7617) ----------------------------------------------------------------------------
@@ -104,7 +111,7 @@ def test_parse_basic_refuses(value):
 # ---- the policy -------------------------------------------------------------------------------------
 
 def test_right_password_gives_the_auth_value(team):
-    assert run(policy(team).authenticate(request(basic("alice", PASSWORD)))) == {
+    assert run(policy(team).authenticate(request([basic("alice", PASSWORD)]))) == {
         "type": "basic", "user": "alice", "claims": {}, "scopes": []}
 
 
@@ -120,59 +127,59 @@ def test_realm_is_quote_escaped(team):
 
 
 def test_wrong_password_is_401(team):
-    err = refused(policy(team), request(basic("alice", "wrong")))
+    err = refused(policy(team), request([basic("alice", "wrong")]))
     assert err.message == "invalid user name or password"
 
 
 def test_unknown_user_is_401_with_the_same_message(team):
-    assert refused(policy(team), request(basic("mallory", PASSWORD))).message == "invalid user name or password"
+    assert refused(policy(team), request([basic("mallory", PASSWORD)])).message == "invalid user name or password"
 
 
 def test_password_is_split_at_the_first_colon():
     secret = users_secret(**{"a": "b:c", "a:b": "c"})
-    assert run(policy(secret).authenticate(request(basic("a", "b:c"))))["user"] == "a"
+    assert run(policy(secret).authenticate(request([basic("a", "b:c")])))["user"] == "a"
     pol = policy(users_secret(**{"a:b": "c"}))      # "a:b:c" means user a, so user "a:b" never matches
-    refused(pol, request(basic("a:b", "c")))
+    refused(pol, request([basic("a:b", "c")]))
 
 
 def test_non_ascii_credentials_are_utf8():
     secret = users_secret(**{"bj\u00f6rk": "p\u00e4ss\u20ac"})
-    auth = run(policy(secret).authenticate(request(basic("bj\u00f6rk", "p\u00e4ss\u20ac"))))
+    auth = run(policy(secret).authenticate(request([basic("bj\u00f6rk", "p\u00e4ss\u20ac")])))
     assert auth["user"] == "bj\u00f6rk"
 
 
 def test_latin1_credentials_are_refused():
     secret = users_secret(**{"bj\u00f6rk": "pw"})
     value = "Basic " + b64("bj\u00f6rk:pw".encode("latin-1"))
-    refused(policy(secret), request(("authorization", value)))
+    refused(policy(secret), request([("authorization", value)]))
 
 
 def test_bearer_header_is_refused_by_basic(team):
-    refused(policy(team), request(("authorization", "Bearer abc")))
+    refused(policy(team), request([("authorization", "Bearer abc")]))
 
 
 def test_repeated_authorization_header_is_refused(team):
-    refused(policy(team), request(basic("alice", PASSWORD), basic("alice", PASSWORD)))
+    refused(policy(team), request([basic("alice", PASSWORD), basic("alice", PASSWORD)]))
 
 
 def test_hash_that_argon2_cannot_read_is_a_401_not_a_500():
     secret = BasicSecret("team", {"alice": "not-a-phc-string"})
-    refused(policy(secret), request(basic("alice", "x")))
+    refused(policy(secret), request([basic("alice", "x")]))
 
 
 def test_deleted_secret_refuses_at_request_time(team):
     view = View(team)
     pol = policy(view=view)
-    run(pol.authenticate(request(basic("alice", PASSWORD))))
+    run(pol.authenticate(request([basic("alice", PASSWORD)])))
     del view.secrets["team"]
-    refused(pol, request(basic("alice", PASSWORD)))
+    refused(pol, request([basic("alice", PASSWORD)]))
 
 
 def test_secret_changed_to_another_type_refuses(team):
     view = View(team)
     pol = policy(view=view)
     view.put(JwtSecret("team", hs_key=b"k" * 32))
-    refused(pol, request(basic("alice", PASSWORD)))
+    refused(pol, request([basic("alice", PASSWORD)]))
 
 
 # ---- the cache ---------------------------------------------------------------------------------------
@@ -195,7 +202,7 @@ def test_cache_hit_skips_argon2(team):
     pol = policy(team)
     count = CountingVerifier(pol)
     for _ in range(5):
-        run(pol.authenticate(request(basic("alice", PASSWORD))))
+        run(pol.authenticate(request([basic("alice", PASSWORD)])))
     assert count.calls == 1
 
 
@@ -203,7 +210,7 @@ def test_failures_are_not_cached(team):
     pol = policy(team)
     count = CountingVerifier(pol)
     for _ in range(3):
-        refused(pol, request(basic("alice", "wrong")))
+        refused(pol, request([basic("alice", "wrong")]))
     assert count.calls == 3
 
 
@@ -211,30 +218,30 @@ def test_cache_entry_expires_after_the_ttl(team):
     clock = Clock()
     pol = policy(team, clock=clock)
     count = CountingVerifier(pol)
-    run(pol.authenticate(request(basic("alice", PASSWORD))))
+    run(pol.authenticate(request([basic("alice", PASSWORD)])))
     clock.now += basic_module.CACHE_TTL - 1
-    run(pol.authenticate(request(basic("alice", PASSWORD))))
+    run(pol.authenticate(request([basic("alice", PASSWORD)])))
     assert count.calls == 1
     clock.now += 2
-    run(pol.authenticate(request(basic("alice", PASSWORD))))
+    run(pol.authenticate(request([basic("alice", PASSWORD)])))
     assert count.calls == 2
 
 
 def test_cache_is_dropped_when_the_secret_changes(team):
     view = View(team)
     pol = policy(view=view)
-    run(pol.authenticate(request(basic("alice", PASSWORD))))
+    run(pol.authenticate(request([basic("alice", PASSWORD)])))
     view.put(users_secret(alice="new password"))
-    refused(pol, request(basic("alice", PASSWORD)))
-    run(pol.authenticate(request(basic("alice", "new password"))))
+    refused(pol, request([basic("alice", PASSWORD)]))
+    run(pol.authenticate(request([basic("alice", "new password")])))
 
 
 def test_removed_user_is_refused_at_once(team):
     view = View(users_secret(alice=PASSWORD, bob="pw"))
     pol = policy(view=view)
-    run(pol.authenticate(request(basic("bob", "pw"))))
+    run(pol.authenticate(request([basic("bob", "pw")])))
     view.put(BasicSecret("team", {"alice": view.get("team").users["alice"]}))
-    refused(pol, request(basic("bob", "pw")))
+    refused(pol, request([basic("bob", "pw")]))
 
 
 def test_cache_is_bounded(team, monkeypatch):
@@ -242,13 +249,13 @@ def test_cache_is_bounded(team, monkeypatch):
     secret = users_secret(**{f"u{i}": "pw" for i in range(6)})
     pol = policy(secret)
     for i in range(6):
-        run(pol.authenticate(request(basic(f"u{i}", "pw"))))
+        run(pol.authenticate(request([basic(f"u{i}", "pw")])))
     assert len(pol._v.cache) <= 3
 
 
 def test_cache_keys_are_not_the_credentials(team):
     pol = policy(team)
-    run(pol.authenticate(request(basic("alice", PASSWORD))))
+    run(pol.authenticate(request([basic("alice", PASSWORD)])))
     for key in pol._v.cache:
         assert PASSWORD.encode() not in key and b"alice" not in key and len(key) == 32
 
@@ -258,7 +265,7 @@ def test_concurrent_requests_with_the_same_credentials_share_one_verification(te
     count = CountingVerifier(pol)
 
     async def burst():
-        return await asyncio.gather(*(pol.authenticate(request(basic("alice", PASSWORD))) for _ in range(8)))
+        return await asyncio.gather(*(pol.authenticate(request([basic("alice", PASSWORD)])) for _ in range(8)))
     results = run(burst())
     assert all(r["user"] == "alice" for r in results)
     assert count.calls == 1
@@ -278,7 +285,7 @@ def test_verification_runs_off_the_event_loop():
     async def scenario():
         task = asyncio.create_task(ticker())
         started = time.perf_counter()
-        await pol.authenticate(request(basic("alice", "pw")))
+        await pol.authenticate(request([basic("alice", "pw")]))
         elapsed = time.perf_counter() - started
         task.cancel()
         return elapsed
@@ -294,7 +301,7 @@ def test_unknown_user_costs_a_verification_too():
 
     def timed(user: str) -> float:
         started = time.perf_counter()
-        refused(pol, request(basic(user, "wrong")))
+        refused(pol, request([basic(user, "wrong")]))
         return time.perf_counter() - started
     known = min(timed("alice") for _ in range(2))
     unknown = min(timed("nobody") for _ in range(2))
@@ -305,8 +312,8 @@ def test_password_never_reaches_logs_errors_or_reprs(team, caplog):
     pol = policy(team)
     secret_text = "s3cr3t-Pa55"
     with caplog.at_level(logging.DEBUG):
-        err = refused(pol, request(basic("alice", secret_text)))
-        run(pol.authenticate(request(basic("alice", PASSWORD))))
+        err = refused(pol, request([basic("alice", secret_text)]))
+        run(pol.authenticate(request([basic("alice", PASSWORD)])))
     for text in (caplog.text, err.message, repr(err), repr(pol), repr(team)):
         assert secret_text not in text and PASSWORD not in text
         assert "$argon2" not in text
@@ -316,22 +323,23 @@ def test_password_never_reaches_logs_errors_or_reprs(team, caplog):
 
 def test_compile_auth_builds_a_basic_policy_without_scope(team):
     cfg = parse_auth(load_yaml("type: basic\nsecret: team\n", "flows/a.yaml"))
-    auth, scope = compile_auth(cfg, realm="shop", secrets=View(team), compile_expr=None)
+    auth, scope = compile_auth(cfg, realm="shop", secrets=View(team), runtime=runtime(), compile_expr=None)
     assert isinstance(auth, BasicPolicy) and scope is None
-    assert run(auth.authenticate(request(basic("alice", PASSWORD))))["user"] == "alice"
+    assert run(auth.authenticate(request([basic("alice", PASSWORD)])))["user"] == "alice"
 
 
 def test_compile_auth_with_a_jwt_secret_for_basic_is_a_load_error():
     cfg = parse_auth(load_yaml("type: basic\nsecret: team\n", "flows/a.yaml"))
     with pytest.raises(ConfigError) as err:
-        compile_auth(cfg, realm="shop", secrets=View(JwtSecret("team", hs_key=b"k" * 32)), compile_expr=None)
+        compile_auth(cfg, realm="shop", secrets=View(JwtSecret("team", hs_key=b"k" * 32)), runtime=runtime(),
+                     compile_expr=None)
     assert err.value.line == 2 and "needs a basic secret" in err.value.message
 
 
 def test_compile_auth_missing_basic_secret_is_a_load_error():
     cfg = parse_auth(load_yaml("type: basic\nsecret: team\n", "flows/a.yaml"))
     with pytest.raises(ConfigError) as err:
-        compile_auth(cfg, realm="shop", secrets=View(), compile_expr=None)
+        compile_auth(cfg, realm="shop", secrets=View(), runtime=runtime(), compile_expr=None)
     assert "--type basic" in err.value.message and err.value.line == 2
 
 
@@ -376,12 +384,12 @@ def test_basic_auth_over_http_and_a_password_change_without_restart(tmp_path):
 
 
 def test_a_flood_of_slow_checks_is_answered_429_not_queued(monkeypatch, team):
-    """Past MAX_QUEUED password checks in flight, new ones are refused at once (429 + Retry-After)."""
+    """Past the runtime's bound of password checks in flight, new ones are refused at once
+    (429 + Retry-After)."""
     import threading
 
     release = threading.Event()
-    pol = policy(team)
-    monkeypatch.setattr(basic_module, "MAX_QUEUED", 2)
+    pol = policy(team, rt=runtime(max_queued=2))
     original = basic_module._Verifier.check_password
 
     def slow(self, users, user, password):
@@ -391,7 +399,7 @@ def test_a_flood_of_slow_checks_is_answered_429_not_queued(monkeypatch, team):
     monkeypatch.setattr(basic_module._Verifier, "check_password", slow)
 
     async def scenario():
-        tasks = [asyncio.ensure_future(pol.authenticate(request(basic(f"u{i}", "wrong")))) for i in range(3)]
+        tasks = [asyncio.ensure_future(pol.authenticate(request([basic(f"u{i}", "wrong")]))) for i in range(3)]
         await asyncio.sleep(0.05)
         done = [t for t in tasks if t.done()]
         assert len(done) == 1
@@ -402,3 +410,30 @@ def test_a_flood_of_slow_checks_is_answered_429_not_queued(monkeypatch, team):
         assert sorted(getattr(r, "status", None) for r in results) == [401, 401, 429]
 
     asyncio.run(scenario())
+
+
+# ---- the runtime the workspace owns ------------------------------------------------------------------
+
+def test_endpoints_sharing_a_secret_share_one_verifier_within_a_runtime(team):
+    view = View(team)
+    rt = runtime()
+    a = BasicPolicy("team", realm="r", secrets=view, runtime=rt)
+    b = BasicPolicy("team", realm="other", secrets=view, runtime=rt)
+    count = CountingVerifier(a)
+    run(a.authenticate(request([basic("alice", PASSWORD)])))
+    run(b.authenticate(request([basic("alice", PASSWORD)])))
+    assert count.calls == 1
+    assert BasicPolicy("team", realm="r", secrets=view, runtime=runtime())._v is not a._v
+
+
+def test_closing_the_runtime_ends_its_hashing_threads(team):
+    import threading
+
+    rt = runtime()
+    run(policy(team, rt=rt).authenticate(request([basic("alice", PASSWORD)])))
+    workers = [t for t in threading.enumerate() if t.name.startswith("argon2")]
+    assert workers
+    rt.close()
+    for t in workers:
+        t.join(5)
+    assert not any(t.is_alive() for t in workers)

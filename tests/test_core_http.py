@@ -6,12 +6,11 @@ import json
 import signal
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
-from conftest import assert_json_error, flowlet, make_workspace, run_server
+from conftest import JsonServer, assert_json_error, flowlet, make_workspace, run_server
 
 FILES = {
     "flowlet.yaml": """
@@ -237,26 +236,12 @@ def test_hostile_request_id_is_replaced(server):
     assert r.headers["x-request-id"] != "a b\"c"
 
 
-class _Upstream(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = json.dumps({"upstream": self.path, "key": self.headers.get("x-key")}).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *a):
-        pass
-
-
 @pytest.fixture
 def upstream_port():
     """A real HTTP server for http steps to call; it echoes the path and the X-Key header."""
-    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    yield upstream.server_address[1]
-    upstream.shutdown()
+    upstream = JsonServer(answer=lambda path, headers: {"upstream": path, "key": headers.get("x-key")})
+    yield upstream.port
+    upstream.close()
 
 
 def test_http_step_calls_out_and_sees_the_result(tmp_path, upstream_port):

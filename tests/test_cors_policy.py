@@ -7,10 +7,10 @@ import textwrap
 import pytest
 
 from flowlet.errors import ConfigError
-from flowlet.http import Request
 from flowlet.security.cors import (CorsConfig, FlowCorsInput, PathCors, csrf_endpoint_cors,
                                    merge_path, parse_cors, parse_origin)
 from flowlet.source import load_yaml
+from fakes import request
 
 PATH = "/api/user/{id:int}"
 SEED_ORIGIN = "https://test.example.com"
@@ -41,20 +41,14 @@ def merged(*flows: FlowCorsInput, path: str = PATH) -> PathCors:
     return answer
 
 
-def request(method: str = "OPTIONS", **headers: str) -> Request:
-    raw = [(k.replace("_", "-").lower().encode(), v.encode("latin-1")) for k, v in headers.items()]
-    return Request({"type": "http", "method": method, "path": "/api/user/1", "headers": raw,
-                    "scheme": "https", "query_string": b""})
-
-
 def preflight(answer: PathCors, origin: str | None = SEED_ORIGIN, method: str = "PUT",
               headers: str | None = None) -> tuple[int, list[tuple[bytes, bytes]]]:
-    h = {"access_control_request_method": method}
+    h = {"access-control-request-method": method}
     if origin is not None:
         h["origin"] = origin
     if headers is not None:
-        h["access_control_request_headers"] = headers
-    return answer.preflight(request(**h))
+        h["access-control-request-headers"] = headers
+    return answer.preflight(request(h, method="OPTIONS", path="/api/user/1"))
 
 
 def names(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
@@ -79,7 +73,7 @@ def seed_path() -> PathCors:
     return merged(flow("GET", SEED), flow("PUT", SEED))
 
 
-# ---- the product page's examples --------------------------------------------------------------
+# ---- docs/cors.md's examples -------------------------------------------------------------------
 
 def test_seed_example_preflight_is_exactly_the_documented_answer():
     status, headers = preflight(seed_path(), headers="content-type")
@@ -456,7 +450,8 @@ def test_csrf_endpoint_allows_the_union_with_credentials():
     answer = csrf_endpoint_cors([a, b])
     assert answer.methods == frozenset({"GET", "HEAD"}) and answer.credentials
     for origin in (SEED_ORIGIN, "https://app.example.org"):
-        status, headers = answer.preflight(request(origin=origin, access_control_request_method="GET"))
+        status, headers = answer.preflight(request({"origin": origin, "access-control-request-method": "GET"},
+                                                  method="OPTIONS", path="/api/user/1"))
         assert status == 204
         assert value(headers, b"access-control-allow-credentials") == b"true"
         assert value(answer.actual_headers(origin), b"access-control-allow-origin") == origin.encode()
@@ -496,6 +491,42 @@ def test_bad_domain_entry_is_a_load_error_at_its_line(entry, words):
 def test_bad_domain_in_a_yaml_list_points_at_its_item():
     err = load_error("allow: selected\ndomains:\n  - '*.example.com'\n  - 'evil.*'\n")
     assert (err.file, err.line) == ("flows/x.yaml", 6)
+
+
+@pytest.mark.parametrize("entry", [
+    "*.co.uk", "https://*.co.uk", "*.github.io", "http://*.github.io:8080", "*.com.au",
+    "*.s3.amazonaws.com", "*.blogspot.com", "*.x.kobe.jp", "*.xn--gmqw5a.xn--j6w193g", "*.\u043e\u0440\u0433.\u0441\u0440\u0431",
+])
+def test_wildcard_over_a_public_suffix_is_a_load_error_at_its_line(entry):
+    err = load_error(f"allow: selected\ndomains:\n  - a.example.com\n  - '{entry}'\ncredentials: true\n")
+    assert (err.file, err.line) == ("flows/x.yaml", 6)
+    assert "public suffix" in err.message and "too broad" in err.message
+
+
+@pytest.mark.parametrize("entry, origin", [
+    ("*.example.co.uk", "https://app.example.co.uk"),
+    ("*.myname.github.io", "https://docs.myname.github.io"),
+    ("*.example.com", "https://a.example.com"),
+    ("*.example.test", "https://app.example.test"),
+    ("*.city.kobe.jp", "https://www.city.kobe.jp"),
+])
+def test_wildcard_under_a_registrable_domain_still_loads(entry, origin):
+    answer = merged(flow("GET", f"allow: selected\ndomains: '{entry}'\ncredentials: true\n"))
+    assert answer.allows_origin(origin)
+
+
+def test_the_public_suffix_list_is_read_without_the_network(monkeypatch):
+    import socket
+
+    from flowlet.security import cors as cors_module
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the public suffix list must not be downloaded")
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    cors_module._public_suffixes.cache_clear()
+    assert "public suffix" in load_error("allow: selected\ndomains: '*.github.io'\n").message
 
 
 def test_null_domains_is_a_load_error():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -20,57 +21,14 @@ from flowlet.security import csrf as csrf_mod
 from flowlet.security.csrf import (CsrfKeys, CsrfPolicy, CsrfSettings, issue_token,
                                    parse_csrf_settings, rotate)
 from flowlet.source import load_yaml
+import fakes
+from fakes import Clock, Store, View
 
 HOST = "api.example.test"
 OWN_ORIGIN = f"https://{HOST}"
 
 
-# ---- fakes with the Store / SecretsView / PathCors method names ------------------------------
-
-class FakeStore:
-    """In-memory store: only the internal-key part of the Store interface."""
-
-    def __init__(self):
-        self.keys: dict[str, bytes] = {}
-        self._version = 0
-        self.writes = 0
-
-    def version(self) -> int:
-        return self._version
-
-    def get_key(self, name):
-        return self.keys.get(name)
-
-    def put_key(self, name, value):
-        self.keys[name] = bytes(value)
-        self._version += 1
-        self.writes += 1
-
-    def add_key_if_absent(self, name, value):
-        if name not in self.keys:
-            self.put_key(name, value)
-        return self.keys[name]
-
-
-class FakeView:
-    """A worker's copy of the store, updated only by refresh() (like SecretsView)."""
-
-    def __init__(self, store: FakeStore):
-        self.store = store
-        self._keys: dict[str, bytes] = {}
-        self._seen = -1
-        self.refresh()
-
-    def get_key(self, name):
-        return self._keys.get(name)
-
-    def refresh(self) -> bool:
-        if self.store.version() == self._seen:
-            return False
-        self._seen = self.store.version()
-        self._keys = {k: bytes(v) for k, v in self.store.keys.items()}
-        return True
-
+# ---- fakes and helpers -----------------------------------------------------------------------
 
 class FakeCors:
     def __init__(self, *origins: str):
@@ -80,24 +38,7 @@ class FakeCors:
         return origin in self.origins
 
 
-class Clock:
-    def __init__(self, now: float = 1_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-# ---- helpers -------------------------------------------------------------------------------
-
-def request(headers=(), *, method="POST", path="/api/things", query=b"", scheme="https",
-            host=HOST) -> Request:
-    raw = []
-    if host is not None:
-        raw.append((b"host", host.encode()))
-    raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-    return Request({"type": "http", "method": method, "path": path, "query_string": query,
-                    "scheme": scheme, "headers": raw})
+request = functools.partial(fakes.request, method="POST", path="/api/things", host=HOST)
 
 
 def cookie_pair(set_cookie: bytes) -> tuple[str, str]:
@@ -112,9 +53,9 @@ class World:
 
     def __init__(self, settings: CsrfSettings | None = None, cors=None):
         self.settings = settings or CsrfSettings()
-        self.clock = Clock()
-        self.store = FakeStore()
-        self.view = FakeView(self.store)
+        self.clock = Clock(1_000_000.0)
+        self.store = Store()
+        self.view = View(store=self.store)
         self.keys = CsrfKeys(self.view, self.store)
         self.policy = CsrfPolicy(self.settings, self.keys, cors, clock=self.clock)
 
@@ -255,9 +196,9 @@ def test_cookie_value_is_hmac_sha256_of_token_under_the_stored_key(world):
 
 
 def test_key_is_created_once_and_shared_by_workers():
-    store = FakeStore()
-    a = CsrfKeys(FakeView(store), store)
-    b = CsrfKeys(FakeView(store), store)     # another worker, its view taken before the key existed
+    store = Store()
+    a = CsrfKeys(View(store=store), store)
+    b = CsrfKeys(View(store=store), store)     # another worker, its view taken before the key existed
     settings = CsrfSettings()
     body, set_cookie = issue_token(settings, a, api_prefix="/api", domain=None)
     issue_token(settings, b, api_prefix="/api", domain=None)
@@ -268,14 +209,14 @@ def test_key_is_created_once_and_shared_by_workers():
 
 
 def test_check_with_no_key_anywhere_refuses():
-    store = FakeStore()
-    policy = CsrfPolicy(CsrfSettings(), CsrfKeys(FakeView(store), store), None)
+    store = Store()
+    policy = CsrfPolicy(CsrfSettings(), CsrfKeys(View(store=store), store), None)
     assert refused(policy, request([("X-CSRF-TOKEN", "a" * 43), ("cookie", "csrf=" + "b" * 43)]))
 
 
 def test_key_created_by_another_server_is_used_before_the_view_catches_up():
-    store = FakeStore()
-    issuer = CsrfKeys(FakeView(store), store)
+    store = Store()
+    issuer = CsrfKeys(View(store=store), store)
     token = "t" * 43
     cookie = issuer.sign(token)                 # another server creates the key and signs
     stale_view = type("Stale", (), {"get_key": lambda self, name: None})()
@@ -624,11 +565,11 @@ def test_corrupt_key_record_refuses_and_issue_fails_cleanly(world, caplog):
 
 
 def test_store_failure_when_creating_the_key_is_a_clean_500():
-    class BrokenStore(FakeStore):
+    class BrokenStore(Store):
         def add_key_if_absent(self, name, value):
             raise OSError("disk full")
     store = BrokenStore()
-    keys = CsrfKeys(FakeView(store), store)
+    keys = CsrfKeys(View(store=store), store)
     with pytest.raises(HTTPError) as e:
         issue_token(CsrfSettings(), keys, api_prefix="/api", domain=None)
     assert e.value.status == 500
@@ -639,7 +580,7 @@ def test_with_the_real_sqlite_store(tmp_path, monkeypatch):
     monkeypatch.delenv("FLOWLET_MASTER_KEY", raising=False)
     worker, cli = open_store(tmp_path), open_store(tmp_path)
 
-    class View:          # the worker's copy, re-read only on refresh()
+    class WorkerView:  # the worker's copy, re-read only on refresh()
         keys: dict = {}
 
         def get_key(self, name):
@@ -649,8 +590,8 @@ def test_with_the_real_sqlite_store(tmp_path, monkeypatch):
             self.keys = {csrf_mod.KEY_NAME: worker.get_key(csrf_mod.KEY_NAME)}
 
     try:
-        clock = Clock()
-        keys = CsrfKeys(View(), worker)
+        clock = Clock(1_000_000.0)
+        keys = CsrfKeys(WorkerView(), worker)
         view = keys._secrets
         policy = CsrfPolicy(CsrfSettings(grace_s=60), keys, None, clock=clock)
 

@@ -11,8 +11,10 @@ from flowlet.errors import ConfigError, HTTPError
 from flowlet.http import Request
 from flowlet.secrets.model import JwtSecret, ValueSecret
 from flowlet.security.auth import compile_auth, parse_auth
+from flowlet.security.runtime import AuthRuntime
 from flowlet.security.scopes import ScopePolicy, compile_rule, parse_scope_rule
 from flowlet.source import load_yaml
+from fakes import View, request
 
 WHERE = ("flows/a.yaml", 7)
 
@@ -28,11 +30,6 @@ def lead_cel(src, where):
 
 
 COMPILERS = [pytest.param(raw_cel, id="cel"), pytest.param(lead_cel, id="flowlet.expr")]
-
-
-def request(headers=(), query=b"", path="/api/orders/7", method="PUT") -> Request:
-    return Request({"type": "http", "method": method, "path": path, "query_string": query,
-                    "headers": [(k.encode(), v.encode()) for k, v in headers]})
 
 
 def auth(scopes=(), **claims) -> dict:
@@ -159,7 +156,8 @@ def test_expr_sees_the_request(compiler):
     policy = expr_policy("request.method == 'PUT' && request.path == '/api/orders/7' && "
                          "request.headers['x-tenant'] == claims.tenant && request.query.dry == '1' && "
                          "request.cookies.theme == 'dark'", compiler)
-    req = request([("X-Tenant", "acme"), ("cookie", "theme=dark")], query=b"dry=1")
+    req = request([("X-Tenant", "acme"), ("cookie", "theme=dark")], query=b"dry=1", method="PUT",
+                  path="/api/orders/7")
     assert passes(policy, auth(tenant="acme"), req)
     assert not passes(policy, auth(tenant="other"), req)
 
@@ -214,19 +212,12 @@ def test_comprehension_variables_are_fine():
 
 # ---- through the auth: block ----------------------------------------------------------------------
 
-class View:
-    def __init__(self, *secrets):
-        self.secrets = {s.name: s for s in secrets}
-
-    def get(self, name):
-        return self.secrets.get(name)
-
-
 def test_scope_expr_line_is_reported_through_compile_auth():
     text = "type: jwt\nsecret: j\nscope_expr: \"'a' in\"\n"
     cfg = parse_auth(load_yaml(text, "flows/a.yaml"))
     with pytest.raises(ConfigError) as err:
-        compile_auth(cfg, realm="r", secrets=View(JwtSecret("j", hs_key=b"k" * 32)), compile_expr=raw_cel)
+        compile_auth(cfg, realm="r", secrets=View(JwtSecret("j", hs_key=b"k" * 32)), runtime=AuthRuntime(),
+                     compile_expr=raw_cel)
     assert (err.value.file, err.value.line) == ("flows/a.yaml", 3)
 
 
@@ -236,14 +227,14 @@ def test_secret_in_scope_expr_is_refused_even_when_the_value_secret_exists():
     view = View(JwtSecret("j", hs_key=b"k" * 32), ValueSecret("v", "x"))
     for compiler in (raw_cel, lead_cel):
         with pytest.raises(ConfigError) as err:
-            compile_auth(cfg, realm="r", secrets=view, compile_expr=compiler)
+            compile_auth(cfg, realm="r", secrets=view, runtime=AuthRuntime(), compile_expr=compiler)
         assert err.value.line == 3
 
 
 def test_compiled_scope_policy_uses_the_workspace_realm():
     cfg = parse_auth(load_yaml("type: jwt\nsecret: j\nscope: a\n", "flows/a.yaml"))
     _, scope = compile_auth(cfg, realm='my "shop"', secrets=View(JwtSecret("j", hs_key=b"k" * 32)),
-                            compile_expr=raw_cel)
+                            runtime=AuthRuntime(), compile_expr=raw_cel)
     with pytest.raises(HTTPError) as err:
         scope.check(auth(["b"]), request(), {})
     assert dict(err.value.headers)[b"www-authenticate"] == b'Bearer realm="my \\"shop\\"", error="insufficient_scope"'

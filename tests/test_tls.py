@@ -22,6 +22,7 @@ from flowlet.errors import ConfigError
 from flowlet.security.hsts import HstsSettings, hsts_header, parse_hsts_settings
 from flowlet.server.tls import ensure_self_signed
 from flowlet.source import load_yaml
+from conftest import free_port
 
 
 def load_cert(path: Path) -> x509.Certificate:
@@ -195,12 +196,6 @@ kw = {"ssl_protocol_min": sys.argv[4]} if len(sys.argv) > 4 else {}
 Granian("tlsapp:app", interface="asgi", address="127.0.0.1", port=int(sys.argv[1]),
         ssl_cert=Path(sys.argv[2]), ssl_key=Path(sys.argv[3]), **kw).serve()
 '''
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class TlsServer:

@@ -22,7 +22,6 @@ end to end through JwtPolicy with the clock set before its ``exp``.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from pathlib import Path
@@ -32,10 +31,11 @@ from cryptography.hazmat.primitives import serialization
 from joserfc.jwk import JWKRegistry
 
 from flowlet.errors import HTTPError
-from flowlet.http import Request
 from flowlet.secrets.model import JwtSecret
-from flowlet.security.jwt import (SUPPORTED_ALGORITHMS, InvalidToken, JwtPolicy, keyset_from_jwks,
-                                  keyset_from_secret, verify_signature)
+from flowlet.jose import SUPPORTED_ALGORITHMS
+from flowlet.security.jwt import InvalidToken, JwtPolicy, keyset_from_jwks, keyset_from_secret, verify_signature
+from flowlet.security.runtime import AuthRuntime
+from fakes import View, refused, request, run
 
 VECTORS = Path(__file__).parent / "data" / "wycheproof_json_web_signature_test.json"
 DATA = json.loads(VECTORS.read_text())
@@ -217,21 +217,12 @@ def test_rfc_example_is_refused_under_another_pinned_algorithm(name):
 def test_rfc7515_a1_passes_the_whole_policy_before_its_exp():
     jwk, token = RFC_VECTORS["rfc7515-A.1-HS256"]
 
-    class View:
-        secret = _rfc_secret(jwk)
+    view = View(_rfc_secret(jwk))
+    bearer = request([("authorization", f"Bearer {token}")])
 
-        def get(self, name):
-            return self.secret if name == "rfc" else None
-
-    def request() -> Request:
-        return Request({"type": "http", "method": "GET", "path": "/api/x",
-                        "headers": [(b"authorization", b"Bearer " + token.encode())]})
-
-    before = JwtPolicy("rfc", realm="r", secrets=View(), clock=lambda: 1300819380 - 100)
-    auth = asyncio.run(before.authenticate(request()))
+    before = JwtPolicy("rfc", realm="r", secrets=view, runtime=AuthRuntime(clock=lambda: 1300819380 - 100))
+    auth = run(before.authenticate(bearer))
     assert auth == {"type": "jwt", "user": None, "scopes": [],
                     "claims": {"iss": "joe", "exp": 1300819380, "http://example.com/is_root": True}}
-    after = JwtPolicy("rfc", realm="r", secrets=View(), clock=lambda: 1300819380 + 61)
-    with pytest.raises(HTTPError) as err:
-        asyncio.run(after.authenticate(request()))
-    assert err.value.status == 401 and "expired" in err.value.message
+    after = JwtPolicy("rfc", realm="r", secrets=view, runtime=AuthRuntime(clock=lambda: 1300819380 + 61))
+    assert "expired" in refused(after, bearer).message

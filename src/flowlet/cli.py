@@ -41,12 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_routes)
 
-    try:
-        from flowlet import cli_secrets
-    except ImportError:  # pragma: no cover - during development only
-        cli_secrets = None
-    if cli_secrets is not None:
-        cli_secrets.add_commands(sub)
+    from flowlet import cli_secrets
+    cli_secrets.add_commands(sub)
 
     args = parser.parse_args(argv)
     try:
@@ -75,7 +71,7 @@ def cmd_check(args) -> int:
         print(f"{len(exc.errors)} error(s)", file=sys.stderr)
         return 1
     for w in ws.warnings:
-        print(str(w).replace(": error: ", ": warning: ", 1), file=sys.stderr)
+        print(str(w), file=sys.stderr)
     print(f"ok: {len(ws.routes)} endpoint(s) on {len(ws.paths)} path(s), {len(ws.warnings)} warning(s)")
     ws.close()
     return 0

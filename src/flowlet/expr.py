@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import logging
 import re
 from typing import Any
 
@@ -27,6 +28,22 @@ _RESERVED = frozenset({"true", "false", "null", "in", "as", "break", "const", "c
                        "function", "if", "import", "let", "loop", "package", "namespace", "return", "var",
                        "void", "while"})
 _SECRET_LITERAL = re.compile(r"""\bsecret\s*\(\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\)""")
+
+
+class _ToFlowletLog(logging.Handler):
+    """The CEL library logs through Python logging under ``cel`` (a Python function that raised,
+    such as ``secret()`` for a secret deleted since load). Left alone, that record has no handler
+    and Python prints it bare on stderr; passed to ``flowlet.expr`` it is one line of the JSON log."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        record.name = _log.name
+        _log.handle(record)
+
+
+_log = logging.getLogger("flowlet.expr")
+_cel_log = logging.getLogger("cel")
+_cel_log.addHandler(_ToFlowletLog())
+_cel_log.propagate = False
 
 
 class ExprError(Exception):
@@ -129,8 +146,7 @@ def compile_expr(source: str, where: tuple[str | None, int], *, allowed: frozens
     try:
         program = cel.compile(source)
     except Exception as exc:
-        message = str(exc).split("\n", 1)[0]
-        raise ConfigError(f"invalid expression {source!r}: {message}", file, line) from None
+        raise _syntax_error(source, str(exc), file, line) from None
     variables = frozenset(program.variables())
     if allowed is not None:
         unknown = sorted(variables - allowed)
@@ -158,6 +174,41 @@ def compile_expr(source: str, where: tuple[str | None, int], *, allowed: frozens
                                   file, line)
         secret_names = tuple(literals)
     return Expr(source, program, variables, secret_names, secrets)
+
+
+_PARSE_ERROR = re.compile(r"ERROR: <input>:(\d+):(\d+): (.*)")
+_QUOTED = re.compile(r"(?:input|at:?) '(.*?)'")
+
+
+def _syntax_error(source: str, parser_message: str, file: str | None, line: int) -> ConfigError:
+    """A CEL parse error told like a compiler would: one sentence, the expression, a caret.
+
+    The parser reports every token it would have accepted; a person needs where and what.
+    """
+    found = _PARSE_ERROR.findall(parser_message)
+    if not found:
+        return ConfigError(f"invalid expression {source!r}: {parser_message.splitlines()[0]}", file, line)
+    row, col, text = next((f for f in found if f[2].startswith("Syntax error")), found[0])
+    lines = source.splitlines() or [""]
+    shown = lines[min(int(row), len(lines)) - 1]
+    caret = " " * min(max(int(col) - 1, 0), len(shown)) + "^"
+    return ConfigError(f"invalid expression: {_one_sentence(text)}\n    {shown}\n    {caret}", file, line)
+
+
+def _one_sentence(text: str) -> str:
+    text = text.removeprefix("Syntax error: ")
+    quoted = _QUOTED.search(text)
+    token = quoted.group(1) if quoted else None
+    if text.startswith("missing ") and token:
+        missing = text.split(" at ", 1)[0]
+        return f"{missing} at the end of the expression" if token == "<EOF>" else f"{missing} before {token!r}"
+    if token == "<EOF>":
+        return "the expression ends too early"
+    if text.startswith("token recognition error") and token:
+        return "unclosed string" if token[0] in "\"'" else f"unexpected character {token[0]!r}"
+    if token:
+        return f"unexpected {token!r}"
+    return text.split(" expecting ", 1)[0].rstrip("!")
 
 
 def compile_value(value: Any, where: tuple[str | None, int], *, allowed: frozenset[str] | None = None,

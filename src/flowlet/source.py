@@ -7,6 +7,7 @@ file and line, and the line of each key or item, so any config model can raise a
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Iterable
 
 import yaml
@@ -90,6 +91,8 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _constr
 
 def load_yaml(text: str, file: str) -> Any:
     """Parse one YAML document; syntax errors become ConfigError with the file and line."""
+    if "*" in text:   # no alias can be written without one: most files skip the scan
+        _refuse_aliases(text, file)
     loader = _Loader(text)
     loader.file = file
     try:
@@ -104,6 +107,18 @@ def load_yaml(text: str, file: str) -> Any:
         raise ConfigError(f"invalid YAML: {exc}", file, 1) from None
     finally:
         loader.dispose()
+
+
+def _refuse_aliases(text: str, file: str) -> None:
+    """Aliases (``*name``) are refused: a few lines of them expand to gigabytes (an "alias bomb"),
+    and a flow file never needs to repeat a value that way."""
+    try:
+        for event in yaml.parse(text, Loader=_BaseLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise ConfigError(f"YAML aliases are not allowed (*{event.anchor}): write the value out",
+                                  file, event.start_mark.line + 1)
+    except yaml.YAMLError:
+        return   # a syntax error: the real load below reports it with its line
 
 
 # ---- typed field readers: every config model reads through these ------------------------
@@ -217,7 +232,18 @@ def _type_name(value: Any) -> str:
 
 
 def _close_match(word: str, options: tuple[str, ...]) -> str | None:
-    import difflib
-
+    """The option a typo most likely meant: a near spelling, else the one option it abbreviates
+    (``fn`` for ``function``)."""
     found = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return found[0] if found else None
+    if found:
+        return found[0]
+    abbreviated = [o for o in options if len(word) >= 2 and _is_abbreviation(word.lower(), o.lower())]
+    return abbreviated[0] if len(abbreviated) == 1 else None
+
+
+def _is_abbreviation(word: str, option: str) -> bool:
+    """``word`` starts like ``option`` and the rest of its letters follow in order in it."""
+    if not option.startswith(word[0]) or len(word) >= len(option):
+        return False
+    rest = iter(option[1:])
+    return all(ch in rest for ch in word[1:])

@@ -1,4 +1,4 @@
-"""The security settings as a real browser sees them (issue 6).
+"""The security settings as a real browser sees them.
 
 Headless Chromium loads pages from a trusted origin (https://app.example.test:PORT), a hostile
 site (https://evil.test:PORT) and a hostile sibling subdomain (https://evil.example.test:PORT)
@@ -44,8 +44,8 @@ CSRF_ERROR = {"error": "CSRF token missing or invalid"}
 BASIC_USER, BASIC_PASSWORD = "alice", "pässwort-😀"     # non-ASCII: charset="UTF-8" must hold
 REALM = "Flowlet E2E"
 
-# The product page's CSRF boilerplate, verbatim (shared/seed/security-settings.txt, also quoted
-# in docs/csrf.md); only WORKSPACE and ENDPOINT are replaced before it runs.
+# The CSRF boilerplate users are given, verbatim as quoted in docs/csrf.md; only WORKSPACE and
+# ENDPOINT are replaced before it runs.
 SEED_SNIPPET = """\
 try {
   const { token } = await (await fetch('https://WORKSPACE.flowlet.app/api/csrf')).json();
@@ -105,7 +105,7 @@ def workspace_files(trusted: str) -> dict[str, str]:
               headers: {{Cache-Control: no-store}}
               body: {{data: only for the trusted origin}}
             """,
-        # the seed's merge example: POST allows X-Foo, PUT allows X-Bar, one path
+        # docs/cors.md's merge example: POST allows X-Foo, PUT allows X-Bar, one path
         "flows/items-post.yaml": f"""
             endpoint:
               method: POST

@@ -17,6 +17,8 @@ from flowlet.expr import Const, compile_value
 from flowlet.source import check_keys, expect_map, get_number, get_str
 
 _HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+_FUNCTION_KEYS = ("id", "function", "input")
+_HTTP_KEYS = ("id", "http")
 
 
 class StepFailed(Exception):
@@ -103,6 +105,8 @@ class RunContext:
 
 def compile_step(raw: Any, parent: Any, index: int, *, root: Path, allowed: frozenset[str], secrets: Any):
     m = expect_map(raw, parent, index, "a step")
+    # Any step's keys first: a misspelt `function:` is named at its own line, not as a missing kind.
+    check_keys(m, _FUNCTION_KEYS + tuple(k for k in _HTTP_KEYS if k not in _FUNCTION_KEYS), "a step")
     kinds = [k for k in ("function", "http") if k in m]
     if len(kinds) != 1:
         raise m.error("a step needs exactly one of 'function' or 'http'")
@@ -110,7 +114,7 @@ def compile_step(raw: Any, parent: Any, index: int, *, root: Path, allowed: froz
     if sid is not None and not sid.isidentifier():
         raise m.error(f"step id {sid!r} must be an identifier (letters, digits, _)", "id")
     if kinds[0] == "function":
-        check_keys(m, ("id", "function", "input"), "a function step")
+        check_keys(m, _FUNCTION_KEYS, "a function step")
         target = get_str(m, "function")
         func = _resolve(target, root, m.where("function"))
         input_raw = m.get("input", {})
@@ -118,7 +122,7 @@ def compile_step(raw: Any, parent: Any, index: int, *, root: Path, allowed: froz
             raise m.error("'input' must be a mapping of keyword arguments", "input")
         return FunctionStep(sid, target, func,
                             compile_value(input_raw, m.where("input"), allowed=allowed, secrets=secrets))
-    check_keys(m, ("id", "http"), "an http step")
+    check_keys(m, _HTTP_KEYS, "an http step")
     h = expect_map(m["http"], m, "http", "'http'")
     check_keys(h, ("method", "url", "headers", "body", "timeout_s"), "an http step")
     method = get_str(h, "method", "GET").upper()
