@@ -79,18 +79,6 @@ class SqliteStore(Store):
                     pass
             raise
 
-    def change_token(self) -> int | None:
-        """SQLite's data_version: differs once another connection committed (microseconds,
-        no transaction); None while another thread uses the connection."""
-        if not self._lock.acquire(blocking=False):
-            return None
-        try:
-            return int(self._connection().execute("PRAGMA data_version").fetchone()[0])
-        except sqlite3.Error:
-            return None
-        finally:
-            self._lock.release()
-
     def close(self) -> None:
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
