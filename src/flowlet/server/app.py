@@ -20,6 +20,7 @@ from flowlet.jsonutil import StrictJSON
 from flowlet.security.auth import OPEN_AUTH
 from flowlet.security.hsts import hsts_header
 from flowlet.server.log import AccessLog
+from flowlet.server.wire import check_wire
 from flowlet.workspace.loader import PathEntry, Route, Workspace
 
 log = logging.getLogger("flowlet.server")
@@ -93,10 +94,11 @@ class FlowletApp:
             self.access.record(req.method, req.path, resp.status, started, rid, asyncio.get_running_loop())
 
     async def pipeline(self, req: Request, receive: Receive, rid: str = "") -> Response:
-        """Route (404/405) -> CORS -> authentication (401) -> scope (403) -> CSRF (400)
+        """Wire (400/501) -> route (404/405) -> CORS -> authentication (401) -> scope (403) -> CSRF (400)
         -> body (413/400) -> flow (504/500). A stage refuses by raising HTTPError."""
         cors: Headers | tuple[()] = ()
         try:
+            check_wire(req)                   # 400/501: framing the server let through
             route, params, answer = self.route(req)
             if answer is not None:
                 return answer                 # 404, 405, preflight, OPTIONS

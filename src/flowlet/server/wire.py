@@ -1,0 +1,44 @@
+"""HTTP framing checks the server library leaves to the application (RFC 9112).
+
+The server parses the request; what it lets through here would otherwise be served as if it
+were fine: an HTTP/1.1 request without a Host (or with two), a transfer coding the body was
+never decoded from, and a path whose percent-escapes are not UTF-8 (the server hands those on
+with U+FFFD in place of the bytes). Each check is a membership test on the common path.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote_to_bytes
+
+from flowlet.errors import HTTPError
+from flowlet.http import Request
+
+
+def check_wire(req: Request) -> None:
+    """Raise HTTPError (400 or 501) when the request's framing is not one to serve."""
+    headers = req.headers
+    if req.duplicates and ("host" in req.duplicates or "transfer-encoding" in req.duplicates):
+        raise HTTPError(400, f"more than one {'Host' if 'host' in req.duplicates else 'Transfer-Encoding'} header")
+    # An absent Host reaches the application as an empty one; neither names the server, and
+    # an http URI may not have an empty host.
+    if not headers.get("host") and req.scope.get("http_version") == "1.1":
+        raise HTTPError(400, "missing Host header")
+    coding = headers.get("transfer-encoding")
+    if coding is not None and coding.strip().lower() != "chunked":
+        # The server only removes the chunked framing: a gzip (or any other) coding would reach
+        # the flow as if it were the body.
+        raise HTTPError(501, "Transfer-Encoding other than chunked is not supported")
+    if "\ufffd" in req.path and not _path_is_utf8(req.scope.get("raw_path")):
+        raise HTTPError(400, "request path does not percent-decode to UTF-8")
+
+
+def _path_is_utf8(raw_path: bytes | None) -> bool:
+    """Whether the path as sent decodes to UTF-8. Without the raw path (an interface that
+    only gives the decoded one) a replacement character means the bytes were not UTF-8."""
+    if raw_path is None:
+        return False
+    try:
+        unquote_to_bytes(raw_path).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
