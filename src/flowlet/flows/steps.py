@@ -70,9 +70,10 @@ class HttpStep:
             resp = await ctx.http.request(self.method, url, headers=headers, content=content,
                                           timeout=self.timeout_s)
         except httpx.TimeoutException:
-            raise StepFailed(f"http step: {self.method} timed out after {self.timeout_s}s") from None
+            raise StepFailed(f"http step: {self.method} {url} timed out after {self.timeout_s}s") from None
         except httpx.HTTPError as exc:
-            raise StepFailed(f"http step: {self.method} failed: {type(exc).__name__}") from None
+            # The URL and the cause help whoever reads the log; secrets in them are masked there.
+            raise StepFailed(f"http step: {self.method} {url} failed: {type(exc).__name__}: {exc}") from None
         ctype = resp.headers.get("content-type", "")
         if "json" in ctype:
             try:

@@ -278,11 +278,12 @@ def parse_body(raw: bytes, content_type: str) -> Any:
 
 def create_app() -> FlowletApp:
     """Granian's factory: each worker loads the workspace named by FLOWLET_WORKSPACE."""
-    from flowlet.server.log import setup_logging
+    from flowlet.server.log import mask_secrets_of, setup_logging
     from flowlet.workspace.loader import load_workspace
 
     setup_logging(os.environ.get("FLOWLET_LOG_LEVEL", "info"))
     ws = load_workspace(os.environ["FLOWLET_WORKSPACE"], serving=True)
+    mask_secrets_of(ws.secrets)
     app = FlowletApp(ws, access_log=os.environ.get("FLOWLET_ACCESS_LOG", "1") != "0")
     # What loaded stays for the life of the worker: keep the collector from scanning it again
     # and again (long pauses once many cached auth results exist).
