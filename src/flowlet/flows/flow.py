@@ -7,6 +7,7 @@ from typing import Any
 
 from flowlet.errors import ConfigError
 from flowlet.expr import BASE_VARIABLES, compile_value
+from flowlet.flows.bulkhead import Bulkhead
 from flowlet.flows.steps import RunContext, StepFailed, compile_step
 from flowlet.headers import is_token
 from flowlet.source import YMap, check_keys, expect_map
@@ -81,9 +82,10 @@ class Flow:
         return Response(status, out, encoded)
 
 
-def compile_flow(doc: YMap, *, root, secrets: Any) -> Flow:
+def compile_flow(doc: YMap, *, root, secrets: Any, concurrency: int = 16) -> Flow:
     """The ``steps`` and ``respond`` parts of a flow file."""
     allowed = set(BASE_VARIABLES)
+    bulkhead = Bulkhead(str(doc.file), concurrency)     # shared by the flow's function steps
     steps = []
     raw_steps = doc.get("steps", [])
     if raw_steps is None:
@@ -91,7 +93,8 @@ def compile_flow(doc: YMap, *, root, secrets: Any) -> Flow:
     if not isinstance(raw_steps, list):
         raise doc.error("'steps' must be a list", "steps")
     for i, raw in enumerate(raw_steps):
-        step = compile_step(raw, raw_steps, i, root=root, allowed=frozenset(allowed), secrets=secrets)
+        step = compile_step(raw, raw_steps, i, root=root, allowed=frozenset(allowed), secrets=secrets,
+                            bulkhead=bulkhead)
         if step.id is not None:
             if step.id in allowed:
                 where = raw_steps.where(i)

@@ -190,7 +190,7 @@ def _compile_endpoints(parsed: list[tuple[YMap, EndpointConfig]], settings: Sett
     out: list[_Endpoint] = []
     for doc, cfg in parsed:
         try:
-            flow = compile_flow(doc, root=root, secrets=secrets)
+            flow = compile_flow(doc, root=root, secrets=secrets, concurrency=settings.concurrency)
             auth = scope_policy = None
             if cfg.auth is not None:
                 if secrets is None:

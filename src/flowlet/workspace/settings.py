@@ -37,6 +37,7 @@ class Settings:
     timeout_s: float
     store: str
     dev_secrets: tuple[DevSecret, ...] = ()
+    concurrency: int = 16    # per endpoint: calls of its blocking function steps running at once
 
 
 def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
@@ -83,11 +84,12 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
     hsts = parse_hsts_settings(m["hsts"] if m.get("hsts") is False else _sub(m, "hsts"))  # false: no HSTS
 
     limits = _sub(m, "limits")
-    body_bytes, timeout_s = 1048576, 30.0
+    body_bytes, timeout_s, concurrency = 1048576, 30.0, 16
     if limits is not None:
-        check_keys(limits, ("body_bytes", "timeout_s"), "limits")
+        check_keys(limits, ("body_bytes", "timeout_s", "concurrency"), "limits")
         body_bytes = get_int(limits, "body_bytes", body_bytes, minimum=0)
         timeout_s = float(get_number(limits, "timeout_s", timeout_s, minimum=0.001))
+        concurrency = get_int(limits, "concurrency", concurrency, minimum=1)
 
     store = get_str(m, "store", "sqlite")
     if store != "sqlite" and not store.startswith(("postgresql://", "postgres://")):
@@ -95,7 +97,7 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
 
     return Settings(name=name, api_prefix=prefix, domain=domain, csrf=csrf, hsts=hsts,
                     body_bytes=body_bytes, timeout_s=timeout_s, store=store,
-                    dev_secrets=_dev_secrets(m))
+                    dev_secrets=_dev_secrets(m), concurrency=concurrency)
 
 
 def _sub(m: YMap, key: str) -> YMap | None:
