@@ -137,3 +137,20 @@ def test_replacement_character_without_raw_path_is_400():
 
 def test_transfer_encoding_chunked_in_any_case_passes():
     check_wire(scope([(b"host", b"x"), (b"transfer-encoding", b" Chunked ")]))
+
+
+@pytest.mark.parametrize("host", [b"a b", b"x/y", b"a@b", b"x:80x"])
+def test_invalid_host_is_400(server, host):
+    assert_error(exchange(server, post(b"/api/echo/a", headers=b"Host: " + host + b"\r\n")), 400)
+
+
+@pytest.mark.parametrize("host", [b"example.com", b"127.0.0.1:8080", b"[::1]:80", b"xn--bcher-kva.example"])
+def test_valid_host_is_served(server, host):
+    status, _, _ = exchange(server, post(b"/api/echo/a", headers=b"Host: " + host + b"\r\n"))
+    assert status == 200
+
+
+def test_content_encoded_body_is_415_not_read_as_plain(server):
+    data = post(b"/api/echo/a", headers=b"Host: x\r\nContent-Encoding: gzip\r\nContent-Type: text/plain\r\n",
+                body=b"abc")
+    assert_error(exchange(server, data), 415)
