@@ -24,6 +24,9 @@ FILES = {
                 return {1, 2}
             if action == "raise":
                 raise KeyError("nope")
+            if action == "refuse":
+                from flowlet.errors import HTTPError
+                raise HTTPError(409, "taken on purpose")
             return {"pid": os.getpid(), "cap": resource.getrlimit(resource.RLIMIT_AS)[0]}
 
         def echo(value):
@@ -106,6 +109,12 @@ def test_a_call_past_the_memory_cap_is_500_and_its_worker_is_replaced(server):
     assert gone(before)
     assert worker_pid(server) != before
     assert "memory_mb" in server.stderr
+
+
+def test_an_http_error_the_function_raises_crosses_as_its_answer(server):
+    before = worker_pid(server)
+    assert_json_error(httpx.get(server.url + "/api/work/refuse", timeout=30), 409, "taken on purpose")
+    assert worker_pid(server) == before
 
 
 @pytest.mark.parametrize("action", ["raise", "notjson"])

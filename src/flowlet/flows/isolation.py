@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
 import json
 import os
+import pickle
 import struct
 import subprocess
 import sys
@@ -106,6 +108,8 @@ class ProcessPool:
                 worker.kill()
         if "ok" in reply:
             return reply["ok"]
+        if "raise" in reply:       # an HTTPError the function raised on purpose, from our own worker
+            raise pickle.loads(base64.b64decode(reply["raise"]))
         raise WorkerFailed(reply.get("error", "failed") + ("\n" + reply["trace"] if reply.get("trace") else ""),
                            memory=bool(reply.get("memory")))
 

@@ -9,17 +9,21 @@ stdin and writes replies on stdout, each a 4-byte big-endian length and a JSON d
 from __future__ import annotations
 
 import asyncio
+import base64
 import ctypes
 import importlib
 import inspect
 import json
 import os
+import pickle
 import resource
 import signal
 import struct
 import sys
 import traceback
 from typing import BinaryIO, Callable
+
+from flowlet.errors import HTTPError
 
 _PR_SET_PDEATHSIG = 1
 
@@ -57,6 +61,9 @@ def _call(func: Callable, kwargs: dict) -> dict:
             result = asyncio.run(_await(result))
     except MemoryError:
         return {"error": "MemoryError: the step passed its memory_mb", "memory": True}
+    except HTTPError as exc:
+        # An answer the function chose (a 4xx): it crosses whole, as the thread default would raise it.
+        return {"raise": base64.b64encode(pickle.dumps(exc)).decode("ascii")}
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}
     try:
