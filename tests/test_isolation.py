@@ -135,3 +135,12 @@ def test_isolation_settings_are_checked_at_load(tmp_path, step, message):
     result = flowlet("check", str(ws))
     assert result.returncode == 1
     assert "flows/a.yaml:2:" in result.stderr and message in result.stderr
+
+
+def test_worker_processes_die_with_the_server_even_on_sigkill(tmp_path):
+    ws = make_workspace(tmp_path, FILES)
+    with run_server(ws, "--no-access-log") as srv:
+        pid = worker_pid(srv)
+        srv.proc.kill()                  # the `flowlet serve` process, as the OOM killer would
+        srv.proc.wait(10)
+        assert gone(pid)
