@@ -144,3 +144,11 @@ def test_worker_processes_die_with_the_server_even_on_sigkill(tmp_path):
         srv.proc.kill()                  # the `flowlet serve` process, as the OOM killer would
         srv.proc.wait(10)
         assert gone(pid)
+
+
+def test_a_worker_killed_from_outside_is_replaced_without_a_failed_call(server):
+    import signal
+    before = worker_pid(server)
+    os.kill(before, signal.SIGKILL)
+    assert worker_pid(server) != before
+    assert gone(before)                  # and reaped, not left a zombie

@@ -95,11 +95,13 @@ class ProcessPool:
         self._idle: list[_Worker] = []
 
     async def call(self, kwargs: dict[str, JSON]) -> JSON:
-        worker = self._idle.pop() if self._idle else _Worker(self.root, self.target, self.memory_mb)
+        worker = self._take()
         healthy = False
         try:
             reply = await worker.call(kwargs)
             healthy = not reply.get("memory")
+        except OSError as exc:       # the pipe broke: the worker died under the call
+            raise WorkerFailed(f"the worker process failed: {type(exc).__name__}") from None
         finally:
             # Cancelled (the flow timed out), broken pipe, over the cap: this worker goes.
             if healthy:
@@ -112,6 +114,15 @@ class ProcessPool:
             raise pickle.loads(base64.b64decode(reply["raise"]))
         raise WorkerFailed(reply.get("error", "failed") + ("\n" + reply["trace"] if reply.get("trace") else ""),
                            memory=bool(reply.get("memory")))
+
+    def _take(self) -> _Worker:
+        """An idle worker still alive (one may have been killed from outside), or a new one."""
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.proc.poll() is None:
+                return worker
+            worker.kill()
+        return _Worker(self.root, self.target, self.memory_mb)
 
     def close(self) -> None:
         while self._idle:
