@@ -150,5 +150,9 @@ def test_a_worker_killed_from_outside_is_replaced_without_a_failed_call(server):
     import signal
     before = worker_pid(server)
     os.kill(before, signal.SIGKILL)
+    for _ in range(100):                 # dead (a zombie until the server looks at it)
+        if open(f"/proc/{before}/stat").read().split(") ", 1)[1].startswith("Z"):
+            break
+        time.sleep(0.05)
     assert worker_pid(server) != before
     assert gone(before)                  # and reaped, not left a zombie
