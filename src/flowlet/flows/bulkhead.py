@@ -19,6 +19,7 @@ from flowlet.errors import HTTPError
 T = TypeVar("T")
 
 _RETRY_AFTER = ((b"retry-after", b"1"),)
+DEFAULT_SIZE = 16          # `limits.concurrency`
 
 
 class Bulkhead:

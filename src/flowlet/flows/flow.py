@@ -7,7 +7,7 @@ from typing import Any
 
 from flowlet.errors import ConfigError
 from flowlet.expr import BASE_VARIABLES, compile_value
-from flowlet.flows.bulkhead import Bulkhead
+from flowlet.flows.bulkhead import DEFAULT_SIZE, Bulkhead
 from flowlet.flows.steps import RunContext, StepFailed, compile_step
 from flowlet.headers import is_token
 from flowlet.source import YMap, check_keys, expect_map
@@ -82,7 +82,7 @@ class Flow:
         return Response(status, out, encoded)
 
 
-def compile_flow(doc: YMap, *, root, secrets: Any, concurrency: int = 16) -> Flow:
+def compile_flow(doc: YMap, *, root, secrets: Any, concurrency: int = DEFAULT_SIZE) -> Flow:
     """The ``steps`` and ``respond`` parts of a flow file."""
     allowed = set(BASE_VARIABLES)
     bulkhead = Bulkhead(str(doc.file), concurrency)     # shared by the flow's function steps

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 import json
@@ -14,7 +13,7 @@ import httpx
 
 from flowlet.errors import ConfigError
 from flowlet.expr import Const, compile_value
-from flowlet.flows.bulkhead import Bulkhead
+from flowlet.flows.bulkhead import DEFAULT_SIZE, Bulkhead
 from flowlet.flows.isolation import ProcessPool, WorkerFailed
 from flowlet.source import check_keys, expect_map, get_int, get_number, get_str
 
@@ -137,7 +136,7 @@ def compile_step(raw: Any, parent: Any, index: int, *, root: Path, allowed: froz
         pool = _process_pool(m, root, target)
         return FunctionStep(sid, target, func,
                             compile_value(input_raw, m.where("input"), allowed=allowed, secrets=secrets),
-                            bulkhead or Bulkhead(target, 16), pool)
+                            bulkhead or Bulkhead(target, DEFAULT_SIZE), pool)
     check_keys(m, _HTTP_KEYS, "an http step")
     h = expect_map(m["http"], m, "http", "'http'")
     check_keys(h, ("method", "url", "headers", "body", "timeout_s"), "an http step")
