@@ -39,7 +39,7 @@ FILES = {
         endpoint: {method: GET, path: "/work/{action}"}
         steps:
           - {id: r, function: "functions.work:work", input: {action: "=params.action"},
-             isolation: process, memory_mb: 128}
+             isolation: process, memory_mb: 64}
         respond: {body: "=r"}
     """,
     "flows/echo.yaml": """
@@ -91,7 +91,7 @@ def test_arguments_and_result_round_trip_as_json(server, path):
 
 def test_the_worker_runs_under_its_memory_cap_and_is_reused(server):
     r = httpx.get(server.url + "/api/work/pid", timeout=30)
-    assert r.json()["cap"] == 128 * 1024 * 1024
+    assert r.json()["cap"] == 64 * 1024 * 1024
     assert worker_pid(server) == worker_pid(server)
 
 

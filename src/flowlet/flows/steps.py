@@ -164,7 +164,7 @@ def _process_pool(m: Any, root: Path, target: str) -> ProcessPool | None:
         if "memory_mb" in m:
             raise m.error("'memory_mb' needs 'isolation: process' (a thread cannot be capped)", "memory_mb")
         return None
-    memory_mb = get_int(m, "memory_mb", DEFAULT_MEMORY_MB, minimum=64)
+    memory_mb = get_int(m, "memory_mb", DEFAULT_MEMORY_MB, minimum=32)
     return ProcessPool(root.resolve(), target, memory_mb)
 
 
