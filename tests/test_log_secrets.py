@@ -89,6 +89,7 @@ def test_mask_covers_value_and_hs_key_forms_but_not_basic_hashes():
     assert mask("only line-secret here") == "only *** here"
     assert mask(repr(b"k\xffey-bytes")) == "b'***'"
     assert mask(b"k\xffey-bytes".hex()) == "***"
+    assert mask('{"kty": "oct", "k": "a_9leS1ieXRlcw"}') == '{"kty": "oct", "k": "***"}'
     assert mask("user $argon2id$") == "user $argon2id$"
 
 

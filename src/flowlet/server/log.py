@@ -3,6 +3,7 @@ by the event loop a few times a second, so a request never waits on a write."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -47,7 +48,9 @@ def _secret_texts(secret: Secret) -> list[str]:
         return [secret.value]
     if isinstance(secret, JwtSecret) and secret.hs_key is not None:
         key = secret.hs_key
-        return [key.decode("utf-8", "replace"), repr(key)[2:-1], key.hex()]
+        # As text, as a bytes repr, and as a key is shown in JSON Web Keys and hex dumps.
+        return [key.decode("utf-8", "replace"), repr(key)[2:-1], key.hex(),
+                base64.urlsafe_b64encode(key).decode().rstrip("="), base64.b64encode(key).decode().rstrip("=")]
     return []        # Basic secrets hold hashes; key material of other JWT secrets is public or never logged
 
 
