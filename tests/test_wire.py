@@ -163,3 +163,16 @@ def test_any_other_transfer_coding_is_refused(server, coding):
                 body=b"3\r\nabc\r\n0\r\n\r\n")
     status, _, _ = exchange(server, data)
     assert status in (400, 501)
+
+
+def test_an_rsgi_style_scope_is_read_too():
+    class Scope:                       # what an RSGI server hands over: attributes, no raw path
+        http_version = "1.1"
+        path = "/x"
+
+    req = scope([(b"host", b"x")])
+    req.scope = Scope()
+    check_wire(req)
+    req.headers = {}
+    with pytest.raises(HTTPError):
+        check_wire(req)

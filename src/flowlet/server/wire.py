@@ -28,7 +28,7 @@ def check_wire(req: Request) -> None:
     # an http URI may not have an empty host.
     host = headers.get("host")
     if not host:
-        if req.scope.get("http_version") == "1.1":
+        if _scope(req, "http_version") == "1.1":
             raise HTTPError(400, "missing Host header")
     elif host not in _VALID_HOSTS:
         if _HOST.fullmatch(host) is None:
@@ -43,8 +43,14 @@ def check_wire(req: Request) -> None:
     content_coding = headers.get("content-encoding")
     if content_coding is not None and content_coding.strip().lower() not in ("", "identity"):
         raise HTTPError(415, "Content-Encoding of request bodies is not supported")
-    if "\ufffd" in req.path and not _path_is_utf8(req.scope.get("raw_path")):
+    if "\ufffd" in req.path and not _path_is_utf8(_scope(req, "raw_path")):
         raise HTTPError(400, "request path does not percent-decode to UTF-8")
+
+
+def _scope(req: Request, name: str) -> str | bytes | None:
+    """A field of the server's request scope: an ASGI dict, or an RSGI object (no raw path)."""
+    scope = req.scope
+    return scope.get(name) if isinstance(scope, dict) else getattr(scope, name, None)
 
 
 def _path_is_utf8(raw_path: bytes | None) -> bool:
