@@ -18,6 +18,10 @@ FILES = {
         endpoint: {method: POST, path: "/echo/{name}"}
         respond: {body: {name: "=params.name", body: "=body"}}
     """,
+    "flows/header.yaml": """
+        endpoint: {method: GET, path: /header}
+        respond: {headers: {X-Next: "=query.next"}, body: ok}
+    """,
 }
 
 
@@ -176,3 +180,13 @@ def test_an_rsgi_style_scope_is_read_too():
     req.headers = {}
     with pytest.raises(HTTPError):
         check_wire(req)
+
+
+@pytest.mark.parametrize("value", [b"a%0D%0ASet-Cookie:%20x=1", b"a%0Ab", b"a%00b"])
+def test_a_request_value_with_a_line_break_in_an_answer_header_is_400(server, value):
+    assert_error(exchange(server, b"GET /api/header?next=" + value + b" HTTP/1.1\r\nHost: x\r\n\r\n"), 400)
+
+
+def test_a_request_value_in_an_answer_header_is_passed_on(server):
+    status, headers, _ = exchange(server, b"GET /api/header?next=%2Fhome HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 200 and headers["x-next"] == "/home"

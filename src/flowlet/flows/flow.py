@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flowlet.errors import ConfigError
+from flowlet.errors import ConfigError, HTTPError
 from flowlet.expr import BASE_VARIABLES, compile_value
 from flowlet.flows.bulkhead import DEFAULT_SIZE, Bulkhead
 from flowlet.flows.steps import RunContext, StepFailed, compile_step
@@ -65,7 +65,9 @@ class Flow:
                 raise StepFailed(f"respond header {k!r} must be a string")
             value = str(v)
             if "\r" in value or "\n" in value or "\0" in value:
-                raise StepFailed(f"respond header {k!r} holds a line break")
+                # Nearly always a request value passed on (a header injection attempt): the
+                # request is refused, the answer is not built.
+                raise HTTPError(400, f"the answer's {k} header cannot hold a line break")
             if k.lower() == "content-type":
                 content_type = value
             out.append((k.lower().encode("latin-1"), value.encode("latin-1", "replace")))
