@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
                         "then cut them (default: 30)")
     p.add_argument("--watch", action="store_true",
                    help="development: reload the workspace when its files change (as SIGHUP does)")
+    p.add_argument("--forwarded-allow-ips", metavar="LIST", default=None,
+                   help="comma-separated addresses and CIDRs of reverse proxies whose Forwarded and "
+                        "X-Forwarded-* headers are believed (joined with proxy.trusted in flowlet.yaml)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check", help="load the workspace and report problems as FILE:LINE")
@@ -117,6 +120,8 @@ def cmd_serve(args) -> int:
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return 1
+    if not _edge_environment(args):
+        return 2
     code = _in_child(lambda: _prepare(root))   # errors end here, exit 1, before any worker starts
     if code:
         return code
@@ -145,6 +150,20 @@ def _exit_0_on_sigterm() -> None:
 
 def _exit_0(signum, frame) -> None:
     raise SystemExit(0)
+
+
+def _edge_environment(args) -> bool:
+    """Workers read the trusted proxies and the shared rate-limit counters from the environment."""
+    from flowlet.edge.counters import ENV_TABLE, create_shared_table
+    from flowlet.edge.proxy import ENV_ALLOW_IPS, parse_allow_ips
+    if args.forwarded_allow_ips is not None:
+        try:
+            os.environ[ENV_ALLOW_IPS] = ",".join(parse_allow_ips(args.forwarded_allow_ips))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return False
+    os.environ[ENV_TABLE] = create_shared_table()
+    return True
 
 
 def _prepare(root: Path) -> int:

@@ -94,6 +94,14 @@ def setup_logging(level: str = "info") -> None:
     root.propagate = False
 
 
+def _client_field(client: str | None) -> str:
+    # an address, or an obfuscated RFC 7239 identifier (token characters): no escaping needed
+    if client is None:
+        return ""
+    return f',"client":"{client}"' if client.isprintable() and '"' not in client and "\\" not in client \
+        else f',"client":{json.dumps(client)}'
+
+
 class AccessLog:
     """Buffered access log: ``record`` appends a line; ``flush`` writes them in one call."""
 
@@ -103,7 +111,8 @@ class AccessLog:
         self.lines: list[str] = []
         self._scheduled = False
 
-    def record(self, method: str, path: str, status: int, started: float, request_id: str, loop) -> None:
+    def record(self, method: str, path: str, status: int, started: float, request_id: str, loop,
+               client: str | None = None) -> None:
         if not self.enabled:
             return
         ms = (time.perf_counter() - started) * 1000
@@ -112,7 +121,8 @@ class AccessLog:
             else json.dumps(path, ensure_ascii=False)
         self.lines.append(
             f'{{"ts":{time.time():.3f},"level":"info","logger":"flowlet.access","method":"{method}",'
-            f'"path":{quoted},"status":{status},"duration_ms":{ms:.3f},"request_id":"{request_id}"}}\n')
+            f'"path":{quoted},"status":{status},"duration_ms":{ms:.3f},"request_id":"{request_id}"'
+            f'{_client_field(client)}}}\n')
         if not self._scheduled:
             self._scheduled = True
             loop.call_later(0.2, self.flush)
