@@ -25,8 +25,8 @@ FILES = {
             if action == "raise":
                 raise KeyError("nope")
             if action == "refuse":
-                from flowlet.errors import HTTPError
-                raise HTTPError(409, "taken on purpose")
+                from flowlet import Reject
+                raise Reject(409, "taken on purpose", {"id": 7})
             return {"pid": os.getpid(), "cap": resource.getrlimit(resource.RLIMIT_AS)[0]}
 
         def echo(value):
@@ -111,9 +111,10 @@ def test_a_call_past_the_memory_cap_is_500_and_its_worker_is_replaced(server):
     assert "memory_mb" in server.stderr
 
 
-def test_an_http_error_the_function_raises_crosses_as_its_answer(server):
+def test_a_reject_the_function_raises_crosses_as_its_answer(server):
     before = worker_pid(server)
-    assert_json_error(httpx.get(server.url + "/api/work/refuse", timeout=30), 409, "taken on purpose")
+    r = httpx.get(server.url + "/api/work/refuse", timeout=30)
+    assert r.status_code == 409 and r.json() == {"error": "taken on purpose", "details": {"id": 7}}
     assert worker_pid(server) == before
 
 

@@ -51,6 +51,7 @@ class HTTPError(Exception):
     """
 
     __slots__ = ("status", "message", "headers")
+    body: bytes | None = None      # a ready JSON body that replaces {"error": message} (400 problems, Reject)
 
     def __init__(self, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()):
         super().__init__(message)
