@@ -58,3 +58,7 @@ class HTTPError(Exception):
         self.status = status
         self.message = message
         self.headers = headers
+
+    def __reduce__(self):
+        # A function step in a worker process raises it there; it crosses to the server whole.
+        return (HTTPError, (self.status, self.message, self.headers))
