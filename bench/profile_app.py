@@ -33,11 +33,12 @@ sys.path.insert(0, str(HERE))
 from workspaces import Material  # noqa: E402
 
 CASES = ("open", "preflight", "cors", "basic", "jwt-hs256", "jwt-rs256", "jwt-es256", "jwt-eddsa", "csrf",
-         "post", "routes-1", "routes-1000", "ratelimit-local")
+         "routes-1", "routes-1000", "ratelimit-local", "post", "validated", "csrf-off")
 PATHS = {"open": "/api/hello", "preflight": "/api/cors", "cors": "/api/cors", "basic": "/api/basic",
          "jwt-hs256": "/api/jwt/hs", "jwt-rs256": "/api/jwt/rs", "jwt-es256": "/api/jwt/es",
-         "jwt-eddsa": "/api/jwt/ed", "csrf": "/api/notes", "post": "/api/notes-open", "routes-1": "/api/items0/42",
-         "routes-1000": "/api/items999/42", "ratelimit-local": "/api/limited"}
+         "jwt-eddsa": "/api/jwt/ed", "csrf": "/api/notes", "routes-1": "/api/items0/42",
+         "routes-1000": "/api/items999/42", "ratelimit-local": "/api/limited", "post": "/api/signup-raw",
+         "validated": "/api/signup", "csrf-off": "/api/notes-open"}
 HOST = b"127.0.0.1:8080"
 
 
@@ -87,8 +88,11 @@ def request_for(case: str, m: Material, app, loop) -> tuple[dict, bytes]:
         return scope("POST", path, {"Content-Type": "application/json", "Content-Length": str(len(body)),
                                     "Origin": "http://127.0.0.1:8080", "Sec-Fetch-Site": "same-origin",
                                     "X-CSRF-TOKEN": token, "Cookie": cookie}), body
-    if case == "post":
+    if case == "csrf-off":
         body = b'{"title": "bench", "n": 1}'
+        return scope("POST", path, {"Content-Type": "application/json", "Content-Length": str(len(body))}), body
+    if case in ("post", "validated"):
+        body = json.dumps(m.signup_body).encode()
         return scope("POST", path, {"Content-Type": "application/json", "Content-Length": str(len(body))}), body
     return scope("GET", path, {}), body
 

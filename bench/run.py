@@ -67,7 +67,9 @@ CASES = [
     Case("jwt-eddsa", "JWT EdDSA GET (repeated token)", "/api/jwt/ed"),
     Case("jwt-es256-fresh", "JWT ES256 GET (every token new)", "/api/jwt/es"),
     Case("csrf", "CSRF POST (valid token and cookie)", "/api/notes", "POST"),
-    Case("post", "POST without CSRF (the CSRF case's baseline)", "/api/notes-open", "POST"),
+    Case("csrf-off", "POST without CSRF (the CSRF case's baseline)", "/api/notes-open", "POST"),
+    Case("post", "POST, ten-field JSON body, not validated", "/api/signup-raw", "POST"),
+    Case("validated", "POST, ten-field JSON body validated by its schema", "/api/signup", "POST"),
     Case("routes-1", "1-endpoint workspace", "/api/items0/42"),
     Case("routes-1000", "1,000-endpoint workspace, last route", "/api/items999/42"),
     Case("ratelimit-local", "rate-limited GET, counters shared by the workers", "/api/limited"),
@@ -76,7 +78,7 @@ CASES = [
 CASE_BY_NAME = {c.name: c for c in CASES}
 JWT_CASES = ("jwt-hs256", "jwt-rs256", "jwt-es256", "jwt-eddsa", "jwt-es256-fresh")
 FLOWLET_ONLY = ("ratelimit-local", "ratelimit-redis",       # nothing comparable in the glue apps
-                "post")                                     # the CSRF case's own baseline
+                "csrf-off")                                 # the CSRF case's own baseline
 
 
 # ---- contenders -------------------------------------------------------------------------------------
@@ -388,10 +390,13 @@ def build_spec(ctx: "Run", contender: Contender, case: Case, port: int) -> Spec:
         spec.headers = {"Authorization": "Bearer " + m.tokens[key]}
         if case.name == "jwt-es256-fresh":
             spec.token_file = m.fresh_files["main"]
-    elif case.name == "post":
+    elif case.name == "csrf-off":
         spec.headers = {"Content-Type": "application/json"}
         spec.body = json.dumps({"title": "bench", "n": 1})
         spec.expect = (201,)
+    elif case.name in ("post", "validated"):
+        spec.headers = {"Content-Type": "application/json"}
+        spec.body = json.dumps(m.signup_body)
     elif case.name == "csrf":
         own = f"http://{HOST}:{port}"
         spec.headers = {"Content-Type": "application/json", "Origin": own, "Sec-Fetch-Site": "same-origin"}

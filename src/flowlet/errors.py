@@ -51,9 +51,14 @@ class HTTPError(Exception):
     """
 
     __slots__ = ("status", "message", "headers")
+    body: bytes | None = None      # a ready JSON body that replaces {"error": message} (400 problems, Reject)
 
     def __init__(self, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()):
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers
+
+    def __reduce__(self):
+        # A function step in a worker process raises it there; it crosses to the server whole.
+        return (HTTPError, (self.status, self.message, self.headers))

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from flowlet.secrets.store import MasterKeySource, Store, StoreError, make_state_dir
+from flowlet.secrets.keyring import MasterKeySource, StoreError, make_state_dir
+from flowlet.secrets.store import Store
 
 BUSY_TIMEOUT_S = 10.0
 
@@ -22,13 +23,18 @@ class SqliteStore(Store):
     backend = "sqlite"
     _param = "?"
     _errors = (sqlite3.Error,)
+    # the latest schema; an older store is upgraded by Store._upgrade
     _ddl = (
         "CREATE TABLE IF NOT EXISTS flowlet_meta "
-        "(name TEXT PRIMARY KEY, num INTEGER NOT NULL DEFAULT 0, data BLOB)",
+        "(name TEXT PRIMARY KEY, num INTEGER NOT NULL DEFAULT 0, data BLOB, key_id TEXT)",
         "CREATE TABLE IF NOT EXISTS flowlet_secrets "
-        "(name TEXT PRIMARY KEY, type TEXT NOT NULL, data BLOB NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS flowlet_keys (name TEXT PRIMARY KEY, data BLOB NOT NULL)",
+        "(name TEXT PRIMARY KEY, type TEXT NOT NULL, data BLOB NOT NULL, key_id TEXT)",
+        "CREATE TABLE IF NOT EXISTS flowlet_keys "
+        "(name TEXT PRIMARY KEY, data BLOB NOT NULL, key_id TEXT)",
     )
+    _table_exists_sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    # the set-up runs in a BEGIN IMMEDIATE transaction: it already excludes other writers
+    _setup_lock = ""
 
     def __init__(self, path: Path, key_source: MasterKeySource):
         self.path = Path(path)
@@ -37,8 +43,11 @@ class SqliteStore(Store):
         self._inherited: list[sqlite3.Connection] = []
         make_state_dir(self.path.parent)
         try:
-            # created private up front; SQLite gives its -wal and -shm files the same mode
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            # Created private up front; SQLite gives its -wal and -shm files the same mode. Only
+            # when missing: closing any descriptor of the file drops every POSIX lock this
+            # process holds on it, and SQLite's connections here rely on theirs.
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         except OSError as exc:
             raise StoreError(f"cannot open the store {self.path}: {exc.strerror}") from None
         super().__init__(str(self.path), key_source)
@@ -62,8 +71,12 @@ class SqliteStore(Store):
     def _transaction(self, write: bool) -> Iterator[sqlite3.Cursor]:
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        cur = conn.cursor()
         try:
-            yield conn.cursor()
+            yield cur
+            # A SELECT read with fetchone() is still a statement in progress; it would keep this
+            # read transaction (and its old snapshot of the WAL) open past COMMIT: reset it first.
+            cur.close()
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

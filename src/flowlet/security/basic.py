@@ -35,6 +35,7 @@ from flowlet.errors import HTTPError
 from flowlet.headers import www_authenticate_basic
 from flowlet.http import Request
 from flowlet.secrets.model import BasicSecret, Secret, SecretsSource
+from flowlet.secrets.view import recheck
 from flowlet.security.expiring import ExpiringCache
 from flowlet.security.runtime import AuthRuntime
 
@@ -195,7 +196,12 @@ class BasicPolicy:
             return auth
         if _decode(value) is None:
             raise self._fail(self._invalid)
-        return await self._verify_slow(secret, value, key, req.client)
+        try:
+            return await self._verify_slow(secret, value, key, req.client)
+        except HTTPError as exc:   # before refusing, look once for a change made a moment ago
+            if exc.status != 401 or not await recheck(v.secrets, v.sync, secret):
+                raise
+        return await self._verify_slow(v.secret, value, key, req.client)
 
     async def _verify_slow(self, secret: Secret | None, value: str, key: bytes, client: str | None = None) -> dict:
         v = self._v

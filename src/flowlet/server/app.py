@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 from granian.rsgi import HTTPProtocol, ProtocolClosed, ProtocolError
 from granian.rsgi import Scope as RSGIScope
 
+from flowlet.contracts.contract import Inputs
 from flowlet.edge.proxy import compile_proxies, from_environment
 from flowlet.errors import HTTPError
 from flowlet.expr import ExprError
@@ -25,6 +26,7 @@ from flowlet.security.auth import OPEN_AUTH
 from flowlet.security.hsts import hsts_header
 from flowlet.server.deadlines import BodyDeadlines
 from flowlet.server.log import AccessLog
+from flowlet.server.wire import check_wire
 from flowlet.workspace.loader import PathEntry, Route, Workspace
 
 log = logging.getLogger("flowlet.server")
@@ -43,8 +45,10 @@ def error_body(message: str) -> bytes:
     return dump_json({"error": message})
 
 
-def error_response(status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> Response:
-    return Response(status, [JSON_CT, *headers], error_body(message))
+def error_response(status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = (),
+                   body: bytes | None = None) -> Response:
+    """``{"error": message}``, or ``body`` when the error brought its own (problems, details)."""
+    return Response(status, [JSON_CT, *headers], body or error_body(message))
 
 
 _NOT_FOUND = error_response(404, "not found")
@@ -55,8 +59,10 @@ _NOT_ALLOWED = error_body("method not allowed")
 
 
 class FlowletApp:
-    def __init__(self, ws: Workspace, *, access_log: bool = True):
+    def __init__(self, ws: Workspace, *, access_log: bool = True, dev: bool = False):
         self.ws = ws
+        if dev:                                # answers checked against `output:`; off: no cost at all
+            self.pipeline = self.checked_pipeline  # type: ignore[method-assign]
         self.table = ws.table
         self.exact = ws.table.exact
         self.limit = ws.settings.body_bytes
@@ -136,11 +142,12 @@ class FlowletApp:
         return rid
 
     async def pipeline(self, req: Request, receive: Receive | HTTPProtocol, rid: str = "") -> Response:
-        """Trusted proxy headers (400) -> route (404/405) -> CORS -> authentication (401, 429)
-        -> rate limit (429) -> scope (403) -> CSRF (400) -> body (413/400) -> flow (504/500).
-        A stage refuses by raising HTTPError."""
+        """Wire (400/501) -> trusted proxy headers (400) -> route (404/405) -> CORS -> authentication
+        (401, 429) -> rate limit (429) -> scope (403) -> CSRF (400) -> body (413/400) -> input contract
+        (400) -> flow (504/500). A stage refuses by raising HTTPError."""
         cors: Headers | tuple[()] = ()
         try:
+            check_wire(req)                   # 400/501: framing the server let through
             if self.proxy is not None:
                 self.proxy.apply(req)         # the effective client, scheme and host
             route, params, answer = self.route(req)
@@ -156,15 +163,27 @@ class FlowletApp:
             if route.csrf is not None:
                 route.csrf.check(req)
             body = await self.read_body(req, receive) if route.reads_body else None
-            resp = await self.run_flow(route, req, params, auth, body, rid)
+            inputs = route.contract.check(req, params, body) if route.contract is not None else None
+            resp = await self.run_flow(route, req, params, auth, body, rid, inputs)
         except HTTPError as exc:
-            resp = error_response(exc.status, exc.message, exc.headers)
+            resp = error_response(exc.status, exc.message, exc.headers, exc.body)
         except Exception:   # the one catch-all: a bug, not the client's fault; log it, keep CORS on the 500
             log.exception("unhandled error serving %s %s", req.method, req.path, extra={"request_id": rid})
             resp = _INTERNAL
         if not cors:
             return resp
         return Response(resp.status, _merge_vary(resp.headers, cors) if resp.headers else cors, resp.body)
+
+    async def checked_pipeline(self, req: Request, receive: Receive, rid: str = "") -> Response:
+        """``serve --dev``: the pipeline, then the answer checked against the route's ``output``."""
+        from flowlet.contracts.devcheck import check_answer
+        resp = await FlowletApp.pipeline(self, req, receive, rid)
+        route = self.route(req)[0]
+        if route is not None and route.output is not None:
+            cfg = route.config
+            check_answer(f"{cfg.method} {req.path} ({cfg.file})", route.output, resp.status, resp.headers,
+                         resp.body, rid)
+        return resp
 
     def route(self, req: Request) -> tuple[Route, dict[str, int | str], None] | tuple[None, None, Response]:
         """The route and its params, or the whole answer when no handler runs."""
@@ -220,15 +239,17 @@ class FlowletApp:
         return parse_body(raw, req.headers.get("content-type", ""))
 
     async def run_flow(self, route: Route, req: Request, params: dict[str, int | str], auth: dict[str, JSON],
-                       body: JSON, rid: str = "") -> Response:
+                       body: JSON, rid: str = "", inputs: Inputs | None = None) -> Response:
         flow = route.handler
         if flow.fixed is not None:
             return flow.fixed
+        if inputs is not None:                # validated: typed, defaults filled in
+            params, body = inputs.params, inputs.body
         env: dict[str, JSON] = {"params": params, "body": body, "auth": auth}
         if "query" in flow.variables:
-            env["query"] = req.query
+            env["query"] = req.query if inputs is None or inputs.query is None else inputs.query
         if "request" in flow.variables:
-            env["request"] = req.expr_view()
+            env["request"] = req.expr_view() if inputs is None else {**req.expr_view(), **inputs.request_parts()}
         try:
             if not flow.steps:                # expressions only: nothing to wait for
                 return await flow.run(env, self.ctx)
@@ -405,12 +426,14 @@ def parse_body(raw: bytes, content_type: str) -> Any:
 
 def create_app() -> FlowletApp:
     """Granian's factory: each worker loads the workspace named by FLOWLET_WORKSPACE."""
-    from flowlet.server.log import setup_logging
+    from flowlet.server.log import mask_secrets_of, setup_logging
     from flowlet.workspace.loader import load_workspace
 
     setup_logging(os.environ.get("FLOWLET_LOG_LEVEL", "info"))
     ws = load_workspace(os.environ["FLOWLET_WORKSPACE"], serving=True)
-    app = FlowletApp(ws, access_log=os.environ.get("FLOWLET_ACCESS_LOG", "1") != "0")
+    mask_secrets_of(ws.secrets)
+    app = FlowletApp(ws, access_log=os.environ.get("FLOWLET_ACCESS_LOG", "1") != "0",
+                     dev=os.environ.get("FLOWLET_DEV") == "1")
     # What loaded stays for the life of the worker: keep the collector from scanning it again
     # and again (long pauses once many cached auth results exist).
     gc.collect()

@@ -15,7 +15,7 @@ from flowlet.server.supervisor import ServeOptions, Service, Supervisor
 
 def serve(root: Path, *, host: str, port: int, workers: int, tls_cert: str | None, tls_key: str | None,
           access_log: bool = True, log_level: str = "info", drain_timeout: float = 30.0, watch: bool = False,
-          services: tuple[Service, ...] = ()) -> int:
+          services: tuple[Service, ...] = (), dev: bool = False) -> int:
     """Serve until SIGTERM or SIGINT; returns the exit code. Raises OSError when the address
     cannot be bound."""
     from flowlet.server.log import setup_logging
@@ -25,6 +25,7 @@ def serve(root: Path, *, host: str, port: int, workers: int, tls_cert: str | Non
     os.environ["FLOWLET_WORKSPACE"] = str(root)
     os.environ["FLOWLET_ACCESS_LOG"] = "1" if access_log else "0"
     os.environ["FLOWLET_LOG_LEVEL"] = log_level
+    os.environ["FLOWLET_DEV"] = "1" if dev else "0"
     setup_logging(log_level)
     opts = ServeOptions(root=root, host=host, port=port, workers=workers,
                         tls_cert=str(Path(tls_cert).resolve()) if tls_cert else None,

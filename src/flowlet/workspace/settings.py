@@ -39,6 +39,8 @@ class Settings:
     dev_secrets: tuple[DevSecret, ...] = ()
     proxy: Any = None    # flowlet.edge.proxy.ProxySettings
     rate_limits: Any = None   # flowlet.edge.ratelimit.RateLimitSettings
+    openapi_path: str | None = None     # where the OpenAPI document is served, under api_prefix
+    concurrency: int = 16    # per endpoint: calls of its blocking function steps running at once
 
 
 def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
@@ -61,7 +63,7 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
     if not isinstance(raw, YMap):
         raise ConfigError("flowlet.yaml must be a mapping", rel, 1)
     check_keys(m, ("name", "api_prefix", "domain", "csrf", "hsts", "limits", "store", "dev_secrets",
-                   "proxy", "rate_limits"), "flowlet.yaml")
+                   "proxy", "rate_limits", "openapi"), "flowlet.yaml")
 
     name = get_str(m, "name", root.resolve().name or "flowlet")
     if not _NAME.match(name) or '"' in name or "\\" in name:
@@ -85,11 +87,12 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
     hsts = parse_hsts_settings(m["hsts"] if m.get("hsts") is False else _sub(m, "hsts"))  # false: no HSTS
 
     limits = _sub(m, "limits")
-    body_bytes, timeout_s = 1048576, 30.0
+    body_bytes, timeout_s, concurrency = 1048576, 30.0, 16
     if limits is not None:
-        check_keys(limits, ("body_bytes", "timeout_s"), "limits")
+        check_keys(limits, ("body_bytes", "timeout_s", "concurrency"), "limits")
         body_bytes = get_int(limits, "body_bytes", body_bytes, minimum=0)
         timeout_s = float(get_number(limits, "timeout_s", timeout_s, minimum=0.001))
+        concurrency = get_int(limits, "concurrency", concurrency, minimum=1)
 
     store = get_str(m, "store", "sqlite")
     if store != "sqlite" and not store.startswith(("postgresql://", "postgres://")):
@@ -100,7 +103,22 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
     return Settings(name=name, api_prefix=prefix, domain=domain, csrf=csrf, hsts=hsts,
                     body_bytes=body_bytes, timeout_s=timeout_s, store=store,
                     dev_secrets=_dev_secrets(m), proxy=parse_proxy_settings(m.get("proxy"), m),
-                    rate_limits=parse_rate_limit_settings(m.get("rate_limits"), m))
+                    rate_limits=parse_rate_limit_settings(m.get("rate_limits"), m),
+                    openapi_path=_openapi_path(m), concurrency=concurrency)
+
+
+def _openapi_path(m: YMap) -> str | None:
+    """``openapi: {path: /openapi.json}``: serve the workspace's OpenAPI document there."""
+    block = _sub(m, "openapi")
+    if block is None:
+        return None
+    check_keys(block, ("path",), "openapi")
+    path = get_str(block, "path", "/openapi.json")
+    if not _PREFIX.match(path) or not path:
+        raise block.error(f"'path' must look like /openapi.json; got {path!r}", "path")
+    if path == "/csrf":
+        raise block.error("/csrf is the built-in CSRF token endpoint", "path")
+    return path
 
 
 def _sub(m: YMap, key: str) -> YMap | None:
