@@ -67,6 +67,8 @@ class FlowletApp:
         hsts = hsts_header(ws.settings.hsts)
         self.hsts: tuple[tuple[bytes, bytes], ...] = (hsts,) if hsts else ()
         self.ctx = RunContext()
+        stale = getattr(ws.secrets, "stale", None)
+        self.secrets_stale: Callable[[], bool] = stale if stale is not None else _never
         self.proxy = compile_proxies(ws.settings.proxy.trusted, from_environment())
         self.access = AccessLog(access_log)
         self._pid = f"{os.getpid():x}"
@@ -116,6 +118,8 @@ class FlowletApp:
                 return answer                 # 404, 405, preflight, OPTIONS
             if route.cors is not None:
                 cors = route.cors.actual_headers(req.headers.get("origin"))
+            if (route.auth is not None or route.csrf is not None) and self.secrets_stale():
+                await self.ws.secrets.recheck()   # a `flowlet secrets` command just wrote: see it now
             auth = await route.auth.authenticate(req) if route.auth is not None else OPEN_AUTH
             if route.rate_limit is not None:
                 await route.rate_limit.check(req, auth, params)
@@ -272,6 +276,10 @@ class FlowletApp:
                 self.access.flush()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _never() -> bool:
+    return False
 
 
 def _merge_vary(headers: Headers, cors: Headers) -> Headers:
