@@ -26,7 +26,7 @@ def _text_time(ts: float) -> str:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {"ts": round(record.created, 6), "level": record.levelname.lower(), "logger": record.name,
-               "msg": record.getMessage()}
+               "msg": record.getMessage(), "pid": record.process}
         rid = getattr(record, "request_id", None)
         if rid:
             out["request_id"] = rid
