@@ -314,3 +314,74 @@ def test_admin_block_errors_name_file_and_line(tmp_path):
     done = flowlet("check", str(ws))
     assert done.returncode == 1
     assert "flowlet.yaml:3: error: 'port' must be from 0 to 65535" in done.stderr
+
+
+def _serve(ws: Path, admin_port: int, *args: str):
+    import os
+    import subprocess
+    import sys
+    return subprocess.Popen([sys.executable, "-m", "flowlet.cli", "serve", str(ws), "--port", str(free_port()),
+                             "--admin-port", str(admin_port), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=dict(os.environ))
+
+
+def _ready(admin: str) -> int | None:
+    try:
+        return httpx.get(admin + "/readyz", timeout=2).status_code
+    except httpx.TransportError:
+        return None
+
+
+def test_readyz_is_503_until_the_workspace_has_loaded(tmp_path):
+    ws = make_workspace(tmp_path, {
+        "flows/a.yaml": "endpoint: {method: GET, path: /a}\nsteps: [{function: functions.heavy:f}]\n"
+                        "respond: {body: {}}\n",
+        "functions/__init__.py": "",
+        "functions/heavy.py": "import time\ntime.sleep(4)   # a slow import: the worker loads slowly\n\n"
+                              "def f():\n    return 1\n",
+    })
+    port = free_port()
+    proc = _serve(ws, port)
+    try:
+        seen: list[int] = []
+        deadline = time.monotonic() + 40
+        while 200 not in seen and time.monotonic() < deadline:
+            status = _ready(f"http://127.0.0.1:{port}")
+            if status is not None and (not seen or seen[-1] != status):
+                seen.append(status)
+            time.sleep(0.1)
+        assert seen[:2] == [503, 200], seen
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_readyz_is_503_while_draining(tmp_path):
+    import signal
+    import threading
+    ws = make_workspace(tmp_path, {
+        "flowlet.yaml": "name: t\nlimits: {timeout_s: 20}\n",
+        "flows/slow.yaml": "endpoint: {method: GET, path: /slow}\nsteps: [{function: functions.slow:nap}]\n"
+                           "respond: {body: {done: true}}\n",
+        "functions/__init__.py": "",
+        "functions/slow.py": "import asyncio\n\nasync def nap():\n    await asyncio.sleep(4)\n",
+    })
+    port = free_port()
+    admin = f"http://127.0.0.1:{port}"
+    with run_server(ws, "--admin-port", str(port)) as server:
+        assert _ready(admin) == 200
+        answers: list[int] = []
+        worker = threading.Thread(target=lambda: answers.append(httpx.get(server.url + "/api/slow", timeout=30).status_code))
+        worker.start()
+        time.sleep(1.0)                               # the request is in flight
+        server.proc.send_signal(signal.SIGTERM)
+        statuses = set()
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            status = _ready(admin)
+            if status is not None:
+                statuses.add(status)
+            time.sleep(0.1)
+        worker.join(30)
+        assert statuses == {503}, statuses
+        assert answers == [200]                        # the drain let the request finish
