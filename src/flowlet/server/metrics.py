@@ -29,22 +29,21 @@ log = logging.getLogger("flowlet.metrics")
 
 # Upper bounds (seconds) of the latency histogram's buckets; the last bucket is +Inf.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-# Methods of requests that matched no route are counted under these names, any other as "other".
-KNOWN_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-UNMATCHED = ""                    # the route label of a request that matched no route
+UNMATCHED = ""                    # the route (and method) label of a request that matched no route
 PUBLISH_INTERVAL_S = 1.0
 RUN_DIR_ENV = "FLOWLET_METRICS_DIR"
 
 
 class RouteStats:
-    """Counters of one route and method: answers by status, latency buckets and their sum."""
+    """Counters of one route and method: answers by status (a list indexed by the status code,
+    the cheapest increment there is), latency buckets and their sum."""
 
     __slots__ = ("route", "method", "statuses", "buckets", "seconds")
 
     def __init__(self, route: str, method: str):
         self.route = route
         self.method = method
-        self.statuses: dict[int, int] = {}
+        self.statuses = [0] * 600
         self.buckets = [0] * (len(BUCKETS) + 1)
         self.seconds = 0.0
 
@@ -62,22 +61,22 @@ class WorkerMetrics:
             self.routes[id(entry)] = RouteStats(entry.full_path, "OPTIONS")
             for method, route in entry.routes.items():
                 self.routes[id(route)] = RouteStats(entry.full_path, method)
-        self.unmatched = {m: RouteStats(UNMATCHED, m) for m in KNOWN_METHODS}
-        self.other = RouteStats(UNMATCHED, "other")
+        self.routes[id(None)] = RouteStats(UNMATCHED, "")     # matched no route: 404, 405
         self.refusals: dict[tuple[str, str], int] = {}
         self.preflights: dict[tuple[str, str], int] = {}
 
     # ---- the request path ----------------------------------------------------------------------
 
     def observe(self, req: Request, status: int, seconds: float) -> None:
-        route = req.route
-        stats = self.routes[id(route)] if route is not None else self.unmatched.get(req.method, self.other)
-        statuses = stats.statuses
-        statuses[status] = statuses.get(status, 0) + 1
+        stats = self.routes[id(req.route)]
+        stats.statuses[status] += 1
         stats.buckets[bisect_left(BUCKETS, seconds)] += 1
         stats.seconds += seconds
-        exc = req.refusal
-        if exc is not None and exc.stage is not None:
+        if req.refusal is not None:
+            self.refused(req.refusal)
+
+    def refused(self, exc: HTTPError) -> None:
+        if exc.stage is not None:
             key = (exc.stage, exc.reason or "")
             self.refusals[key] = self.refusals.get(key, 0) + 1
 
@@ -89,7 +88,7 @@ class WorkerMetrics:
 
     def snapshot(self, state: str = "serving") -> dict:
         """Every counter as plain JSON data (taken on the event loop's thread)."""
-        stats = [s for s in (*self.routes.values(), *self.unmatched.values(), self.other) if s.statuses]
+        stats = [s for s in self.routes.values() if any(s.buckets)]
         runtime = self.ws.auth_runtime
         caches, jwks = [], []
         for (kind, name), verifier in runtime.verifiers():
@@ -101,7 +100,7 @@ class WorkerMetrics:
                 jwks.extend([name, outcome, n] for outcome, n in fetches.items())
         return {
             "pid": os.getpid(), "state": state, "started": self.started, "written": time.time(),
-            "requests": [[s.route, s.method, code, n] for s in stats for code, n in s.statuses.items()],
+            "requests": [[s.route, s.method, code, n] for s in stats for code, n in enumerate(s.statuses) if n],
             "latency": [[s.route, s.method, list(s.buckets), s.seconds] for s in stats],
             "refusals": [[stage, reason, n] for (stage, reason), n in self.refusals.items()],
             "preflights": [[path, result, n] for (path, result), n in self.preflights.items()],
