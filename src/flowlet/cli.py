@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--admin-port", type=int, metavar="P",
                    help="serve /healthz, /readyz and /metrics on this port (or `admin:` in flowlet.yaml)")
     p.add_argument("--admin-host", metavar="H", help="the admin listener's address (default 127.0.0.1)")
+    p.add_argument("--tracing", action="store_true",
+                   help="OpenTelemetry spans per request (needs the flowlet[otel] extra)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check", help="load the workspace and report problems as FILE:LINE")
@@ -114,6 +116,8 @@ def cmd_serve(args) -> int:
     admin = _admin_listener(root, args)
     if isinstance(admin, int):
         return admin
+    if args.tracing:
+        os.environ["FLOWLET_TRACING"] = "1"        # read by each worker (server.tracing)
     try:
         return serve(root, host=args.host, port=args.port, workers=args.workers, tls_cert=cert, tls_key=key,
                      access_log=not args.no_access_log, log_level=args.log_level, admin=admin,

@@ -21,6 +21,7 @@ from flowlet.security.auth import OPEN_AUTH
 from flowlet.security.hsts import hsts_header
 from flowlet.server.log import AccessLog
 from flowlet.server.metrics import WorkerMetrics, refusal
+from flowlet.server.tracing import Tracing
 from flowlet.workspace.loader import PathEntry, Route, Workspace
 
 log = logging.getLogger("flowlet.server")
@@ -51,7 +52,8 @@ _NOT_ALLOWED = error_body("method not allowed")
 
 
 class FlowletApp:
-    def __init__(self, ws: Workspace, *, access_log: bool = True, metrics: WorkerMetrics | None = None):
+    def __init__(self, ws: Workspace, *, access_log: bool = True, metrics: WorkerMetrics | None = None,
+                 tracing: Tracing | None = None):
         self.ws = ws
         self.table = ws.table
         self.exact = ws.table.exact
@@ -63,6 +65,8 @@ class FlowletApp:
         self.ctx = RunContext()
         self.access = AccessLog(access_log)
         self.metrics = metrics
+        self.tracing = tracing
+        self.timed = access_log or metrics is not None or tracing is not None
         self._pid = f"{os.getpid():x}"
         self._seq = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -77,8 +81,7 @@ class FlowletApp:
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         logged = self.access.enabled
-        metrics = self.metrics
-        started = time.perf_counter() if logged or metrics is not None else 0.0
+        started = time.perf_counter() if self.timed else 0.0
         req = Request(scope)
         rid = req.headers.get("x-request-id")
         if rid is None or not _REQUEST_ID.match(rid):
@@ -92,8 +95,10 @@ class FlowletApp:
             headers.append((b"content-length", str(len(resp.body)).encode()))
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if req.method == "HEAD" else resp.body})
-        if metrics is not None:
-            metrics.observe(req, resp.status, time.perf_counter() - started)
+        if self.metrics is not None:
+            self.metrics.observe(req, resp.status, time.perf_counter() - started)
+        if self.tracing is not None:
+            self.tracing.record(req, resp.status, time.perf_counter() - started, rid)
         if logged:
             self.access.record(req.method, req.path, resp.status, started, rid, asyncio.get_running_loop(),
                                req.refusal)
@@ -301,11 +306,13 @@ def create_app() -> FlowletApp:
     """Granian's factory: each worker loads the workspace named by FLOWLET_WORKSPACE."""
     from flowlet.server.log import setup_logging
     from flowlet.server.metrics import from_env as metrics_from_env
+    from flowlet.server.tracing import from_env as tracing_from_env
     from flowlet.workspace.loader import load_workspace
 
     setup_logging(os.environ.get("FLOWLET_LOG_LEVEL", "info"))
     ws = load_workspace(os.environ["FLOWLET_WORKSPACE"], serving=True)
-    app = FlowletApp(ws, access_log=os.environ.get("FLOWLET_ACCESS_LOG", "1") != "0", metrics=metrics_from_env(ws))
+    app = FlowletApp(ws, access_log=os.environ.get("FLOWLET_ACCESS_LOG", "1") != "0", metrics=metrics_from_env(ws),
+                     tracing=tracing_from_env(ws))
     # What loaded stays for the life of the worker: keep the collector from scanning it again
     # and again (long pauses once many cached auth results exist).
     gc.collect()

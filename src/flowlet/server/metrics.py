@@ -57,7 +57,7 @@ class WorkerMetrics:
         self.started = time.time()
         # id(route) -> stats (routes live as long as the workspace); id(path entry) -> its OPTIONS
         self.routes: dict[int, RouteStats] = {}
-        for entry in _entries(ws):
+        for entry in entries(ws):
             self.routes[id(entry)] = RouteStats(entry.full_path, "OPTIONS")
             for method, route in entry.routes.items():
                 self.routes[id(route)] = RouteStats(entry.full_path, method)
@@ -127,7 +127,8 @@ class WorkerMetrics:
             await asyncio.sleep(interval)
 
 
-def _entries(ws: Workspace) -> list[PathEntry]:
+def entries(ws: Workspace) -> list[PathEntry]:
+    """Every path of the workspace, the built-in CSRF token path included."""
     return [*ws.paths, *([ws.csrf_entry] if ws.csrf_entry is not None else [])]
 
 
