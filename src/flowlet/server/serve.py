@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from flowlet.server.admin import AdminListener
-from flowlet.server.log import FORMAT_ENV
+from flowlet.server.log import FORMAT_ENV, granian_log_config
 from flowlet.server.metrics import RUN_DIR_ENV
 
 
@@ -58,6 +58,7 @@ def serve(root: Path, *, host: str, port: int, workers: int, tls_cert: str | Non
         log_enabled=True,
         log_level="warning",
         log_access=False,
+        log_dictconfig=granian_log_config(),
         working_dir=root.resolve(),
         **kwargs,
     )
