@@ -385,3 +385,26 @@ def test_readyz_is_503_while_draining(tmp_path):
         worker.join(30)
         assert statuses == {503}, statuses
         assert answers == [200]                        # the drain let the request finish
+
+
+def test_counters_survive_a_reload(tmp_path):
+    import signal
+    port = free_port()
+    admin = f"http://127.0.0.1:{port}"
+    ws = make_workspace(tmp_path, {"flows/a.yaml": "endpoint: {method: GET, path: /a}\nrespond: {body: {}}\n"})
+    with run_server(ws, "--workers", "2", "--admin-port", str(port)) as server:
+        for _ in range(5):
+            assert httpx.get(server.url + "/api/a").status_code == 200
+        settle(admin, "flowlet_requests_total", 5, route="/api/a", method="GET", status="200")
+        server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:             # until the new generation serves alone
+            samples = scrape(admin)
+            if value(samples, "flowlet_workers") == 2 and "workspace reloaded" in server.stderr:
+                break
+            time.sleep(0.3)
+        assert "workspace reloaded" in server.stderr
+        assert httpx.get(server.url + "/api/a").status_code == 200
+        samples = settle(admin, "flowlet_requests_total", 6, route="/api/a", method="GET", status="200")
+        assert value(samples, "flowlet_requests_total", route="/api/a", method="GET", status="200") == 6
+        assert _ready(admin) == 200
