@@ -408,3 +408,27 @@ def test_counters_survive_a_reload(tmp_path):
         samples = settle(admin, "flowlet_requests_total", 6, route="/api/a", method="GET", status="200")
         assert value(samples, "flowlet_requests_total", route="/api/a", method="GET", status="200") == 6
         assert _ready(admin) == 200
+
+
+def test_password_checks_past_the_queue_bound_count_as_throttled(tmp_path):
+    import asyncio
+    port = free_port()
+    admin = f"http://127.0.0.1:{port}"
+    ws = make_workspace(tmp_path, {"flows/b.yaml": "endpoint: {method: GET, path: /b, auth: {type: basic, secret: team}}\n"
+                                                   "respond: {body: {}}\n"})
+    assert flowlet("secrets", "set", "team", "-w", str(ws), "--type", "basic", "--user", "ann",
+                   "--password-stdin", input="right\n").returncode == 0
+    with run_server(ws, "--admin-port", str(port)) as server:
+        async def flood() -> list[int]:
+            async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=60)) as client:
+                answers = await asyncio.gather(*(client.get(server.url + "/api/b", auth=("ann", f"wrong-{i}"))
+                                                 for i in range(45)))
+            return [a.status_code for a in answers]
+
+        statuses = asyncio.run(flood())
+        throttled = statuses.count(429)
+        assert throttled >= 1 and statuses.count(401) + throttled == 45, statuses
+        samples = settle(admin, "flowlet_refusals_total", throttled, stage="auth", reason="throttled")
+        assert value(samples, "flowlet_refusals_total", stage="auth", reason="throttled") == throttled
+        samples = settle(admin, "flowlet_refusals_total", 45 - throttled, stage="auth", reason="wrong_password")
+        assert value(samples, "flowlet_refusals_total", stage="auth", reason="wrong_password") == 45 - throttled
