@@ -432,3 +432,28 @@ def test_password_checks_past_the_queue_bound_count_as_throttled(tmp_path):
         assert value(samples, "flowlet_refusals_total", stage="auth", reason="throttled") == throttled
         samples = settle(admin, "flowlet_refusals_total", 45 - throttled, stage="auth", reason="wrong_password")
         assert value(samples, "flowlet_refusals_total", stage="auth", reason="wrong_password") == 45 - throttled
+
+
+def test_jwks_fetches_are_counted_by_outcome(tmp_path):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from conftest import JsonServer
+    from test_auth_jwt import _ec_jwks, _sign
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwks = JsonServer(_ec_jwks(("one", key)), path="/jwks.json")
+    port = free_port()
+    admin = f"http://127.0.0.1:{port}"
+    try:
+        ws = make_workspace(tmp_path, {"flows/k.yaml": "endpoint: {method: GET, path: /k, auth: {type: jwt, secret: idp}}\n"
+                                                       "respond: {body: {}}\n"})
+        done = flowlet("secrets", "set", "idp", "-w", str(ws), "--type", "jwt", "--jwks", jwks.url)
+        assert done.returncode == 0, done.stderr
+        with run_server(ws, "--admin-port", str(port)) as server:
+            good = _sign(key, "ES256", {"exp": int(time.time()) + 600}, header={"kid": "one"})
+            assert httpx.get(server.url + "/api/k", headers={"authorization": f"Bearer {good}"}).status_code == 200
+            samples = settle(admin, "flowlet_jwks_fetches_total", 1, secret="idp", outcome="ok")
+            assert value(samples, "flowlet_jwks_fetches_total", secret="idp", outcome="ok") == len(jwks.hits) >= 1
+            assert value(samples, "flowlet_jwks_fetches_total", secret="idp", outcome="error") == 0
+    finally:
+        jwks.close()
