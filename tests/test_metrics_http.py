@@ -351,6 +351,9 @@ def test_readyz_is_503_until_the_workspace_has_loaded(tmp_path):
                 seen.append(status)
             time.sleep(0.1)
         assert seen[:2] == [503, 200], seen
+        line = proc.stdout.readline()
+        assert line.startswith("listening on ")
+        assert _ready(f"http://127.0.0.1:{port}") == 200     # ready from the moment the line is printed
     finally:
         proc.terminate()
         proc.wait(20)

@@ -314,6 +314,8 @@ def create_app() -> FlowletApp:
     ws = load_workspace(os.environ["FLOWLET_WORKSPACE"], serving=True)
     app = FlowletApp(ws, access_log=os.environ.get("FLOWLET_ACCESS_LOG", "1") != "0", metrics=metrics_from_env(ws),
                      tracing=tracing_from_env(ws))
+    if app.metrics is not None:
+        app.metrics.publish()       # before the worker reports ready, so /readyz counts it at once
     # What loaded stays for the life of the worker: keep the collector from scanning it again
     # and again (long pauses once many cached auth results exist).
     gc.collect()
