@@ -155,7 +155,7 @@ def _resolve_secrets(root: Path, settings: Settings, settings_file: str, errors:
     """Secrets are needed when a flow names one (auth, secret()) and when serving (CSRF key)."""
     if not wanted:
         return _Secrets()
-    from flowlet.secrets.store import StoreError, open_store
+    from flowlet.secrets.open import StoreError, open_store
     from flowlet.secrets.view import SecretsView
     try:
         store = open_store(root, settings.store)
