@@ -13,8 +13,9 @@ The conventions a checked page follows (docs/auth.md, docs/secrets.md, docs/csrf
   commands give to ``-w`` (``my-api``). ``flowlet`` runs ``python -m flowlet.cli``, and
   ``http://127.0.0.1:8080`` (or ``localhost:8080``; ``https://...:8443`` for a page served
   with TLS) is the real server: ``flowlet serve`` on a free port, started when a block first
-  needs it and restarted when a later ``# file:`` block changes the workspace. After a ``flowlet secrets set|delete|rotate-csrf`` while it runs, the
-  harness waits 2.2 s before the server is used again (a running server sees changes within 2 s).
+  needs it and restarted when a later ``# file:`` block changes the workspace. Nothing waits
+  after a ``flowlet secrets`` command: the next request sees the change, exactly as when a
+  reader pastes the commands.
 * **Comparison**: output that starts with ``HTTP/`` (``curl -i``) is compared by status line,
   the headers shown (names case-insensitive; headers the page leaves out are not checked) and
   body. A body, or a whole output, that is JSON is compared as JSON. Otherwise lines are
@@ -46,10 +47,8 @@ from typing import Any, Callable
 
 DOC_URLS = ("http://127.0.0.1:8080", "http://localhost:8080", "https://127.0.0.1:8443", "https://localhost:8443")
 WILDCARD = "..."
-SECRETS_WAIT_S = 2.2            # a running server sees secret changes within 2 s
 SHELL_LANGS = {"sh", "bash", "shell", "zsh", "shell-session"}
 COMMAND_START = re.compile(r"^(\$ |curl |flowlet |openssl )", re.M)
-MUTATES_SECRETS = re.compile(r"\bflowlet\s+secrets\s+(set|delete|rotate-csrf)\b")
 _FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 _NOT_CHECKED = re.compile(r"<!--\s*not checked:\s*((?:(?!-->).)*?)\s*-->\s*\Z", re.S)
 _FILE_LINE = re.compile(r"(?:#\s*file:\s*(\S+)|<!--\s*file:\s*(\S+)\s*-->)\s*$")
@@ -344,7 +343,6 @@ class DocRun:
         self._server_stack: ExitStack | None = None
         self.server = None
         self.server_starts = 0
-        self.waits = 0
 
     # the server -------------------------------------------------------------------------------
     def _ensure_server(self):
@@ -395,25 +393,13 @@ class DocRun:
     def _uses_server(self, text: str) -> bool:
         return any(url in text for url in DOC_URLS)
 
-    def _server_needed_after(self, index: int, command_pos: int) -> bool:
-        """Whether the running server is used again before a file step restarts it."""
-        rest = self.doc.steps[index].commands[command_pos + 1:]
-        if any(self._uses_server(c.text) for c in rest):
-            return True
-        for step in self.doc.steps[index + 1:]:
-            if step.kind == "file":
-                return False
-            if any(self._uses_server(c.text) for c in step.commands):
-                return True
-        return False
-
     def _run_console(self, step: Step, index: int) -> None:
         if any(self._uses_server(c.text) for c in step.commands):
             self._ensure_server()
         marker = f"@@doccheck-{uuid.uuid4().hex}@@"
         flowlet = " ".join(_sh_quote(a) for a in self.flowlet)
         script = ["exec 2>&1", "set -u", f"flowlet() {{ {flowlet} \"$@\"; }}"]
-        for pos, command in enumerate(step.commands):
+        for command in step.commands:
             text = command.text
             if self.server is not None:
                 port = self.server.url.rsplit(":", 1)[1].rstrip("/")
@@ -421,10 +407,6 @@ class DocRun:
                     text = text.replace(url, url.rsplit(":", 1)[0] + ":" + port)
             script.append(text)
             script.append(f"__rc=$?; printf '\\n{marker} %d\\n' \"$__rc\"")
-            if (self.server is not None and MUTATES_SECRETS.search(command.text)
-                    and self._server_needed_after(index, pos)):
-                script.append(f"sleep {SECRETS_WAIT_S}")
-                self.waits += 1
             script.append("(exit $__rc)")
         started = time.monotonic()
         proc = subprocess.run(["bash", "-c", "\n".join(script) + "\n"], cwd=self.tmp, env=self.env,

@@ -76,8 +76,7 @@ def doc_run(tmp_path_factory, request):
     # Report what was checked and what was left out, in pytest's own output.
     plugins = request.config.pluginmanager
     reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
-    lines = [f"{PARSED[name].report()} ({run.server_starts} server starts, "
-             f"{run.waits} waits of {doccheck.SECRETS_WAIT_S} s)" for name, run in runs.items()]
+    lines = [f"{PARSED[name].report()} ({run.server_starts} server starts)" for name, run in runs.items()]
     if reporter is not None and capture is not None:
         with capture.global_and_fixture_disabled():
             reporter.write_line("")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flowlet.errors import ConfigError
+from flowlet.errors import ConfigError, HTTPError
 from flowlet.flows.flow import Flow, compile_flow
 from flowlet.flows.steps import FunctionStep, HttpStep, RunContext, StepFailed
 from flowlet.source import load_yaml
@@ -171,9 +171,10 @@ def test_a_computed_status_out_of_range_fails_the_request(root):
         run(flow("respond:\n  status: =params.code\n", root), {"params": {"code": 99}})
 
 
-def test_a_computed_header_with_a_line_break_fails_the_request(root):
-    with pytest.raises(StepFailed, match="holds a line break"):
+def test_a_computed_header_with_a_line_break_refuses_the_request(root):
+    with pytest.raises(HTTPError, match="cannot hold a line break") as err:
         run(flow("respond:\n  headers: {X-A: =body.v}\n", root), {"body": {"v": "a\r\nSet-Cookie: x=1"}})
+    assert err.value.status == 400
 
 
 def test_a_bad_header_name_is_a_load_error_at_its_line(root):

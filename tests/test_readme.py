@@ -70,8 +70,6 @@ def test_readme_walkthrough(demo):
                 expected.append(line[5:])
             elif line.strip():
                 commands.append(line + "\necho")   # curl prints no final newline
-                if "secrets set" in line:
-                    commands.append("sleep 2.2")      # a running server sees it within two seconds
         result = subprocess.run(["bash", "-e", "-c", "\n".join(commands)], capture_output=True, text=True,
                                 timeout=60)
         assert result.returncode == 0, (block, result.stderr)

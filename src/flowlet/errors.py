@@ -63,3 +63,7 @@ class HTTPError(Exception):
         self.headers = headers
         self.stage = stage
         self.reason = reason
+
+    def __reduce__(self):
+        # A function step in a worker process raises it there; it crosses to the server whole.
+        return (HTTPError, (self.status, self.message, self.headers), {"stage": self.stage, "reason": self.reason})

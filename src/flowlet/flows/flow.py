@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flowlet.errors import ConfigError
+from flowlet.errors import ConfigError, HTTPError
 from flowlet.expr import BASE_VARIABLES, Expr, compile_expr, compile_value
+from flowlet.flows.bulkhead import DEFAULT_SIZE, Bulkhead
 from flowlet.flows.steps import RunContext, StepFailed, compile_step
 from flowlet.headers import is_token
 from flowlet.source import YList, YMap, check_keys, expect_map
@@ -96,7 +97,9 @@ class Flow:
                 raise StepFailed(f"respond header {k!r} must be a string")
             value = str(v)
             if "\r" in value or "\n" in value or "\0" in value:
-                raise StepFailed(f"respond header {k!r} holds a line break")
+                # Nearly always a request value passed on (a header injection attempt): the
+                # request is refused, the answer is not built.
+                raise HTTPError(400, f"the answer's {k} header cannot hold a line break")
             if k.lower() == "content-type":
                 content_type = value
             out.append((k.lower().encode("latin-1"), value.encode("latin-1", "replace")))
@@ -113,10 +116,11 @@ class Flow:
         return Response(status, out, encoded)
 
 
-def compile_flow(doc: YMap, *, root, secrets: Any, output: Any = None) -> Flow:
+def compile_flow(doc: YMap, *, root, secrets: Any, output: Any = None, concurrency: int = DEFAULT_SIZE) -> Flow:
     """The ``steps`` and ``respond`` parts of a flow file. ``output`` (an OutputContract) checks
     the bodies ``respond`` states literally."""
     allowed = set(BASE_VARIABLES)
+    bulkhead = Bulkhead(str(doc.file), concurrency)     # shared by the flow's function steps
     steps = []
     raw_steps = doc.get("steps", [])
     if raw_steps is None:
@@ -124,7 +128,8 @@ def compile_flow(doc: YMap, *, root, secrets: Any, output: Any = None) -> Flow:
     if not isinstance(raw_steps, list):
         raise doc.error("'steps' must be a list", "steps")
     for i, raw in enumerate(raw_steps):
-        step = compile_step(raw, raw_steps, i, root=root, allowed=frozenset(allowed), secrets=secrets)
+        step = compile_step(raw, raw_steps, i, root=root, allowed=frozenset(allowed), secrets=secrets,
+                            bulkhead=bulkhead)
         if step.id is not None:
             if step.id in allowed:
                 where = raw_steps.where(i)

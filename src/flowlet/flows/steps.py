@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 import json
@@ -16,10 +15,14 @@ import httpx
 
 from flowlet.errors import ConfigError
 from flowlet.expr import Const, compile_value
-from flowlet.source import check_keys, expect_map, get_number, get_str
+from flowlet.flows.bulkhead import DEFAULT_SIZE, Bulkhead
+from flowlet.flows.isolation import ProcessPool, WorkerFailed
+from flowlet.source import check_keys, expect_map, get_int, get_number, get_str
 
 _HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-_FUNCTION_KEYS = ("id", "function", "input")
+_FUNCTION_KEYS = ("id", "function", "input", "isolation", "memory_mb")
+ISOLATIONS = ("thread", "process")
+DEFAULT_MEMORY_MB = 512
 _HTTP_KEYS = ("id", "http")
 
 
@@ -41,22 +44,30 @@ class StepFailed(Exception):
 
 
 class FunctionStep:
-    __slots__ = ("id", "target", "func", "is_async", "input", "variables")
+    __slots__ = ("id", "target", "func", "is_async", "input", "variables", "bulkhead", "pool")
 
-    def __init__(self, id: str | None, target: str, func: Callable, input: Any):
+    def __init__(self, id: str | None, target: str, func: Callable, input: Any, bulkhead: Bulkhead,
+                 pool: ProcessPool | None = None):
         self.id = id
         self.target = target
         self.func = func
         self.is_async = inspect.iscoroutinefunction(func)
         self.input = input
         self.variables = input.variables
+        self.bulkhead = bulkhead      # the endpoint's share of threads and worker processes
+        self.pool = pool              # isolation: process
 
     async def run(self, env: dict, ctx: "RunContext") -> Any:
         kwargs = self.input.evaluate(env)
+        if self.pool is not None:
+            try:
+                return await self.bulkhead.call(lambda: self.pool.call(kwargs))
+            except WorkerFailed as exc:
+                raise StepFailed(f"{self.target} failed in its worker process: {exc}") from None
         if self.is_async:
             return await self.func(**kwargs)
-        # Sync functions may block: run them off the event loop.
-        return await asyncio.to_thread(self.func, **kwargs)
+        # Sync functions may block: run them off the event loop, on the endpoint's own threads.
+        return await self.bulkhead.call_in_thread(self.func, kwargs)
 
 
 class HttpStep:
@@ -87,9 +98,10 @@ class HttpStep:
             resp = await ctx.http.request(self.method, url, headers=headers, content=content,
                                           timeout=self.timeout_s)
         except httpx.TimeoutException:
-            raise StepFailed(f"http step: {self.method} timed out after {self.timeout_s}s") from None
+            raise StepFailed(f"http step: {self.method} {url} timed out after {self.timeout_s}s") from None
         except httpx.HTTPError as exc:
-            raise StepFailed(f"http step: {self.method} failed: {type(exc).__name__}") from None
+            # The URL and the cause help whoever reads the log; secrets in them are masked there.
+            raise StepFailed(f"http step: {self.method} {url} failed: {type(exc).__name__}: {exc}") from None
         ctype = resp.headers.get("content-type", "")
         if "json" in ctype:
             try:
@@ -120,7 +132,8 @@ class RunContext:
             self._http = None
 
 
-def compile_step(raw: Any, parent: Any, index: int, *, root: Path, allowed: frozenset[str], secrets: Any):
+def compile_step(raw: Any, parent: Any, index: int, *, root: Path, allowed: frozenset[str], secrets: Any,
+                 bulkhead: Bulkhead | None = None):
     m = expect_map(raw, parent, index, "a step")
     # Any step's keys first: a misspelt `function:` is named at its own line, not as a missing kind.
     check_keys(m, _FUNCTION_KEYS + tuple(k for k in _HTTP_KEYS if k not in _FUNCTION_KEYS), "a step")
@@ -137,8 +150,10 @@ def compile_step(raw: Any, parent: Any, index: int, *, root: Path, allowed: froz
         input_raw = m.get("input", {})
         if not isinstance(input_raw, dict):
             raise m.error("'input' must be a mapping of keyword arguments", "input")
+        pool = _process_pool(m, root, target)
         return FunctionStep(sid, target, func,
-                            compile_value(input_raw, m.where("input"), allowed=allowed, secrets=secrets))
+                            compile_value(input_raw, m.where("input"), allowed=allowed, secrets=secrets),
+                            bulkhead or Bulkhead(target, DEFAULT_SIZE), pool)
     check_keys(m, _HTTP_KEYS, "an http step")
     h = expect_map(m["http"], m, "http", "'http'")
     check_keys(h, ("method", "url", "headers", "body", "timeout_s"), "an http step")
@@ -155,6 +170,19 @@ def compile_step(raw: Any, parent: Any, index: int, *, root: Path, allowed: froz
     body = compile_value(h["body"], h.where("body"), allowed=allowed, secrets=secrets) if "body" in h else None
     timeout_s = float(get_number(h, "timeout_s", 10.0, minimum=0.001))
     return HttpStep(sid, method, url, headers, body, timeout_s)
+
+
+def _process_pool(m: Any, root: Path, target: str) -> ProcessPool | None:
+    """``isolation`` and ``memory_mb``: a pool of worker processes, or None for threads."""
+    isolation = get_str(m, "isolation", "thread")
+    if isolation not in ISOLATIONS:
+        raise m.error(f"'isolation' must be thread or process, not {isolation!r}", "isolation")
+    if isolation == "thread":
+        if "memory_mb" in m:
+            raise m.error("'memory_mb' needs 'isolation: process' (a thread cannot be capped)", "memory_mb")
+        return None
+    memory_mb = get_int(m, "memory_mb", DEFAULT_MEMORY_MB, minimum=32)
+    return ProcessPool(root.resolve(), target, memory_mb)
 
 
 def _resolve(target: str, root: Path, where: tuple) -> Callable:

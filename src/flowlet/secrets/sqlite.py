@@ -43,8 +43,11 @@ class SqliteStore(Store):
         self._inherited: list[sqlite3.Connection] = []
         make_state_dir(self.path.parent)
         try:
-            # created private up front; SQLite gives its -wal and -shm files the same mode
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            # Created private up front; SQLite gives its -wal and -shm files the same mode. Only
+            # when missing: closing any descriptor of the file drops every POSIX lock this
+            # process holds on it, and SQLite's connections here rely on theirs.
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         except OSError as exc:
             raise StoreError(f"cannot open the store {self.path}: {exc.strerror}") from None
         super().__init__(str(self.path), key_source)
@@ -68,8 +71,12 @@ class SqliteStore(Store):
     def _transaction(self, write: bool) -> Iterator[sqlite3.Cursor]:
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        cur = conn.cursor()
         try:
-            yield conn.cursor()
+            yield cur
+            # A SELECT read with fetchone() is still a statement in progress; it would keep this
+            # read transaction (and its old snapshot of the WAL) open past COMMIT: reset it first.
+            cur.close()
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

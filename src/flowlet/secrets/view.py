@@ -68,6 +68,10 @@ class SecretsView:
     def get_key(self, name: str) -> bytes | None:
         return self._keys.get(name)
 
+    def all(self) -> list[Secret]:
+        """Every secret held (the log's secret mask is built from them)."""
+        return list(self._secrets.values())
+
     @property
     def version(self) -> int | None:
         return self._version

@@ -24,6 +24,7 @@ from flowlet.security.hsts import hsts_header
 from flowlet.server.log import AccessLog
 from flowlet.server.metrics import WorkerMetrics, refusal
 from flowlet.server.tracing import Tracing
+from flowlet.server.wire import check_wire
 from flowlet.workspace.loader import PathEntry, Route, Workspace
 
 log = logging.getLogger("flowlet.server")
@@ -112,11 +113,12 @@ class FlowletApp:
                                req.client, req.refusal)
 
     async def pipeline(self, req: Request, receive: Receive, rid: str = "") -> Response:
-        """Trusted proxy headers (400) -> route (404/405) -> CORS -> authentication (401, 429)
-        -> rate limit (429) -> scope (403) -> CSRF (400) -> body (413/400) -> input contract (400)
-        -> flow (504/500). A stage refuses by raising HTTPError."""
+        """Wire (400/501) -> trusted proxy headers (400) -> route (404/405) -> CORS -> authentication
+        (401, 429) -> rate limit (429) -> scope (403) -> CSRF (400) -> body (413/400) -> input contract
+        (400) -> flow (504/500). A stage refuses by raising HTTPError."""
         cors: Headers | tuple[()] = ()
         try:
+            check_wire(req)                   # 400/501: framing the server let through
             if self.proxy is not None:
                 self.proxy.apply(req)         # the effective client, scheme and host
             route, params, answer = self.route(req)
@@ -336,13 +338,14 @@ def parse_body(raw: bytes, content_type: str) -> Any:
 
 def create_app() -> FlowletApp:
     """Granian's factory: each worker loads the workspace named by FLOWLET_WORKSPACE."""
-    from flowlet.server.log import setup_logging
+    from flowlet.server.log import mask_secrets_of, setup_logging
     from flowlet.server.metrics import from_env as metrics_from_env
     from flowlet.server.tracing import from_env as tracing_from_env
     from flowlet.workspace.loader import load_workspace
 
     setup_logging(os.environ.get("FLOWLET_LOG_LEVEL", "info"))
     ws = load_workspace(os.environ["FLOWLET_WORKSPACE"], serving=True)
+    mask_secrets_of(ws.secrets)
     app = FlowletApp(ws, access_log=os.environ.get("FLOWLET_ACCESS_LOG", "1") != "0",
                      dev=os.environ.get("FLOWLET_DEV") == "1", metrics=metrics_from_env(ws),
                      tracing=tracing_from_env(ws))

@@ -35,6 +35,13 @@ def _run(listen_port: int, timeout_s: float) -> None:
 
 
 def _close_if_silent(fd: int, listen_port: int, limit_ms: int) -> None:
+    # Sockets only, told by the link's name without opening anything: closing a duplicate of
+    # a file's descriptor would drop every POSIX lock this process holds on that file (SQLite's).
+    try:
+        if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+            return
+    except OSError:
+        return
     try:
         own = os.dup(fd)                            # our own descriptor: granian keeps its
     except OSError:

@@ -7,11 +7,74 @@ process's lines increase down the stream."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
+import re
 import sys
 import time
+from typing import Iterable
+
+from flowlet.secrets.model import JwtSecret, Secret, ValueSecret
+from flowlet.secrets.view import SecretsView
+
+# Shorter pieces are not masked: they would blot out ordinary words (CI systems do the same).
+MIN_MASKED = 4
+MASK = "***"
+
+
+class SecretMask:
+    """Every current secret value (value secrets, HS keys), as it is written and as a repr or
+    JSON string would escape it, replaced by ``***``. The matcher is compiled when the secrets
+    change; a line without secrets costs one regex scan."""
+
+    def __init__(self) -> None:
+        self._pattern: re.Pattern[str] | None = None
+
+    def update(self, secrets: Iterable[Secret]) -> None:
+        pieces: set[str] = set()
+        for secret in secrets:
+            for text in _secret_texts(secret):
+                pieces.update(_written_forms(text))
+        pieces = {p for p in pieces if len(p) >= MIN_MASKED}
+        # Longest first, so a value that contains another is masked whole.
+        alternatives = "|".join(re.escape(p) for p in sorted(pieces, key=len, reverse=True))
+        self._pattern = re.compile(alternatives) if pieces else None
+
+    def __call__(self, text: str) -> str:
+        pattern = self._pattern
+        return text if pattern is None else pattern.sub(MASK, text)
+
+
+def _secret_texts(secret: Secret) -> list[str]:
+    if isinstance(secret, ValueSecret):
+        return [secret.value]
+    if isinstance(secret, JwtSecret) and secret.hs_key is not None:
+        key = secret.hs_key
+        # As text, as a bytes repr, and as a key is shown in JSON Web Keys and hex dumps.
+        return [key.decode("utf-8", "replace"), repr(key)[2:-1], key.hex(),
+                base64.urlsafe_b64encode(key).decode().rstrip("="), base64.b64encode(key).decode().rstrip("=")]
+    return []        # Basic secrets hold hashes; key material of other JWT secrets is public or never logged
+
+
+def _written_forms(text: str) -> set[str]:
+    """The text, its repr and JSON escapes, and each of its lines (a multi-line value is
+    often printed a line at a time)."""
+    forms = {text, repr(text)[1:-1], json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]}
+    forms.update(line for line in text.splitlines() if line.strip())
+    return forms
+
+
+secret_mask = SecretMask()     # one per process: every log line and the access log pass through it
+
+
+def mask_secrets_of(view: SecretsView | None) -> None:
+    """Mask the view's secrets from now on, and again after each change to them."""
+    if view is None:
+        return
+    secret_mask.update(view.all())
+    view.on_change(lambda _changed: secret_mask.update(view.all()))
 
 from flowlet.errors import HTTPError
 
@@ -26,23 +89,23 @@ def _text_time(ts: float) -> str:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {"ts": round(record.created, 6), "level": record.levelname.lower(), "logger": record.name,
-               "msg": record.getMessage(), "pid": record.process}
+               "msg": secret_mask(record.getMessage()), "pid": record.process}
         rid = getattr(record, "request_id", None)
         if rid:
             out["request_id"] = rid
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = secret_mask(self.formatException(record.exc_info))
         return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_text_time(record.created)} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        line = f"{_text_time(record.created)} {record.levelname:<7} {record.name}: {secret_mask(record.getMessage())}"
         rid = getattr(record, "request_id", None)
         if rid:
             line += f" [{rid}]"
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + secret_mask(self.formatException(record.exc_info))
         return line
 
 
@@ -127,7 +190,7 @@ class AccessLog:
         self._scheduled = False
         if not self.lines:
             return
-        data = "".join(self.lines).encode("utf-8", "replace")
+        data = secret_mask("".join(self.lines)).encode("utf-8", "replace")
         self.lines.clear()
         try:
             os.write(self.fd, data)

@@ -209,7 +209,8 @@ def _compile_endpoints(parsed: list[tuple[YMap, EndpointConfig]], settings: Sett
     for doc, cfg in parsed:
         try:
             output = compile_output(cfg.output, schema_files) if cfg.output is not None else None
-            flow = compile_flow(doc, root=root, secrets=secrets, output=output)
+            flow = compile_flow(doc, root=root, secrets=secrets, output=output,
+                                concurrency=settings.concurrency)
             contract = None
             if cfg.input is not None:
                 path_params = {name: kind for kind, name in cfg.pattern.segments if kind != "static"}

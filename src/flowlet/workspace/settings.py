@@ -48,6 +48,7 @@ class Settings:
     proxy: Any = None    # flowlet.edge.proxy.ProxySettings
     rate_limits: Any = None   # flowlet.edge.ratelimit.RateLimitSettings
     openapi_path: str | None = None     # where the OpenAPI document is served, under api_prefix
+    concurrency: int = 16    # per endpoint: calls of its blocking function steps running at once
     admin: AdminSettings | None = None
 
 
@@ -95,11 +96,12 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
     hsts = parse_hsts_settings(m["hsts"] if m.get("hsts") is False else _sub(m, "hsts"))  # false: no HSTS
 
     limits = _sub(m, "limits")
-    body_bytes, timeout_s = 1048576, 30.0
+    body_bytes, timeout_s, concurrency = 1048576, 30.0, 16
     if limits is not None:
-        check_keys(limits, ("body_bytes", "timeout_s"), "limits")
+        check_keys(limits, ("body_bytes", "timeout_s", "concurrency"), "limits")
         body_bytes = get_int(limits, "body_bytes", body_bytes, minimum=0)
         timeout_s = float(get_number(limits, "timeout_s", timeout_s, minimum=0.001))
+        concurrency = get_int(limits, "concurrency", concurrency, minimum=1)
 
     store = get_str(m, "store", "sqlite")
     if store != "sqlite" and not store.startswith(("postgresql://", "postgres://")):
@@ -111,7 +113,7 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
                     body_bytes=body_bytes, timeout_s=timeout_s, store=store,
                     dev_secrets=_dev_secrets(m), proxy=parse_proxy_settings(m.get("proxy"), m),
                     rate_limits=parse_rate_limit_settings(m.get("rate_limits"), m),
-                    openapi_path=_openapi_path(m), admin=_admin(m))
+                    openapi_path=_openapi_path(m), concurrency=concurrency, admin=_admin(m))
 
 
 def _openapi_path(m: YMap) -> str | None:
