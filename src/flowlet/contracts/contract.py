@@ -28,7 +28,7 @@ class InvalidRequest(HTTPError):
     """400 ``{"error": "invalid request", "problems": [...]}``."""
 
     def __init__(self, problems: list[dict[str, str]]):
-        super().__init__(400, "invalid request")
+        super().__init__(400, "invalid request", stage="input", reason="schema")
         self.problems = problems
         self.body = json.dumps({"error": "invalid request", "problems": problems},
                                separators=(",", ":"), ensure_ascii=False).encode()

@@ -51,6 +51,7 @@ class SecretsView:
         self._down_since: float | None = None
         self._checked_at = time.monotonic()
         self._token: object | None = None
+        self.store_errors = 0          # failed reads of the store, for the metrics
         self.refresh(strict=True)
 
     def __repr__(self) -> str:
@@ -256,6 +257,7 @@ class SecretsView:
     def _log_failure(self, exc: Exception) -> None:
         # StoreError messages are written to be safe; for anything else only the type is shown
         message = str(exc) if isinstance(exc, StoreError) else f"unexpected {type(exc).__name__}"
+        self.store_errors += 1
         now = time.monotonic()
         if self._last_error is None or self._last_error[0] != message or \
                 now - self._last_error[1] >= _REPEAT_LOG_S:
