@@ -37,6 +37,7 @@ class Settings:
     timeout_s: float
     store: str
     dev_secrets: tuple[DevSecret, ...] = ()
+    console: Any = None  # flowlet.console.config.ConsoleSettings, when the console is on
 
 
 def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
@@ -58,7 +59,8 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
     m = expect_map(raw, None, None, "flowlet.yaml")
     if not isinstance(raw, YMap):
         raise ConfigError("flowlet.yaml must be a mapping", rel, 1)
-    check_keys(m, ("name", "api_prefix", "domain", "csrf", "hsts", "limits", "store", "dev_secrets"),
+    check_keys(m, ("name", "api_prefix", "domain", "csrf", "hsts", "limits", "store", "dev_secrets",
+                   "console"),
                "flowlet.yaml")
 
     name = get_str(m, "name", root.resolve().name or "flowlet")
@@ -95,7 +97,7 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
 
     return Settings(name=name, api_prefix=prefix, domain=domain, csrf=csrf, hsts=hsts,
                     body_bytes=body_bytes, timeout_s=timeout_s, store=store,
-                    dev_secrets=_dev_secrets(m))
+                    dev_secrets=_dev_secrets(m), console=_console(m))
 
 
 def _sub(m: YMap, key: str) -> YMap | None:
@@ -103,6 +105,11 @@ def _sub(m: YMap, key: str) -> YMap | None:
     if value is None:
         return None
     return expect_map(value, m, key, f"'{key}'")
+
+
+def _console(m: YMap) -> Any:
+    from flowlet.console.config import parse_console_settings
+    return parse_console_settings(_sub(m, "console"))
 
 
 def _dev_secrets(m: YMap) -> tuple[DevSecret, ...]:
