@@ -134,10 +134,20 @@ class Console:
     # ---- CSRF, sessions, sign-in -----------------------------------------------------------------
 
     def _csrf_ok(self, req: ConsoleRequest, form: dict[str, str]) -> bool:
+        """Flowlet's double-submit check, with the form field standing in for the header.
+
+        The pages send no referrer, so browsers send ``Origin: null`` on their own form posts;
+        such a post must then say ``Sec-Fetch-Site: same-origin`` (browsers that send neither
+        are left to the token pair and the SameSite=Strict cookies)."""
         token = form.get(CSRF_FIELD, "")
-        # The form field stands in for the header: the double-submit check is Flowlet's own.
+        headers = [(k, v) for k, v in req.headers if k.lower() != "origin" or v != "null"]
+        if len(headers) != len(req.headers):
+            site = [v for k, v in req.headers if k.lower() == "sec-fetch-site"]
+            if site and site != ["same-origin"]:
+                return False
+        probe = ConsoleRequest(req.method, req.path, req.query, headers, b"", req.client, req.secure)
         try:
-            self.csrf.check(req.flowlet_request(extra=(("x-csrf-token", token),)))
+            self.csrf.check(probe.flowlet_request(extra=(("x-csrf-token", token),)))
         except HTTPError:
             return False
         return True
