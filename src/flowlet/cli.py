@@ -75,7 +75,7 @@ def cmd_check(args) -> int:
         print(f"{len(exc.errors)} error(s)", file=sys.stderr)
         return 1
     for w in ws.warnings:
-        print(str(w).replace(": error: ", ": warning: ", 1), file=sys.stderr)
+        print(str(w), file=sys.stderr)
     print(f"ok: {len(ws.routes)} endpoint(s) on {len(ws.paths)} path(s), {len(ws.warnings)} warning(s)")
     ws.close()
     return 0

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 
 class ConfigError(Exception):
-    """A workspace problem found at load time, reported as ``FILE:LINE: error: message``."""
+    """A workspace problem found at load time, reported as ``FILE:LINE: error: message``.
 
-    def __init__(self, message: str, file: str | None = None, line: int | None = None):
+    ``severity`` is ``"error"`` (the workspace does not load) or ``"warning"`` (it loads, and
+    ``flowlet check`` prints ``FILE:LINE: warning: message``).
+    """
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None, *,
+                 severity: str = "error"):
         super().__init__(message)
         self.message = message
         self.file = file
         self.line = line
+        self.severity = severity
+
+    def as_warning(self) -> "ConfigError":
+        return ConfigError(self.message, self.file, self.line, severity="warning")
 
     def located(self, file: str | None, line: int | None) -> "ConfigError":
         """Fill in a location if the raiser did not know it."""
@@ -22,8 +31,8 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         if self.file is None:
-            return f"error: {self.message}"
-        return f"{self.file}:{self.line or 1}: error: {self.message}"
+            return f"{self.severity}: {self.message}"
+        return f"{self.file}:{self.line or 1}: {self.severity}: {self.message}"
 
 
 class ConfigErrors(Exception):

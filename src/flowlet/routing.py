@@ -8,8 +8,8 @@ depth of the path, not on the number of endpoints.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Generic, Iterator, TypeVar, Union
 
 from flowlet.errors import ConfigError
 
@@ -19,6 +19,8 @@ _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?\}$")
 _INT = re.compile(r"^-?[0-9]{1,19}$")
 _INT64 = range(-(2**63), 2**63)
 CONVERTERS = ("str", "int")
+Param = Union[int, str]
+E = TypeVar("E")
 
 
 @dataclass(frozen=True)
@@ -63,32 +65,37 @@ def parse_path(text: str, where: tuple[str | None, int]) -> PathPattern:
     return PathPattern(text, shape, tuple(segments))
 
 
-class _Node:
+class _Node(Generic[E]):
     __slots__ = ("static", "int_child", "str_child", "entry", "names")
 
     def __init__(self) -> None:
-        self.static: dict[str, _Node] = {}
-        self.int_child: _Node | None = None
-        self.str_child: _Node | None = None
-        self.entry: Any = None
+        self.static: dict[str, _Node[E]] = {}
+        self.int_child: _Node[E] | None = None
+        self.str_child: _Node[E] | None = None
+        self.entry: E | None = None
         self.names: tuple[str, ...] = ()   # parameter names of the pattern ending here
 
 
-@dataclass
-class RouteTable:
-    """Maps a request path to (entry, params). ``entry`` is whatever the caller attached to a path."""
+class RouteTable(Generic[E]):
+    """Maps a request path to (entry, params). ``entry`` is whatever the caller attached to a path.
 
-    prefix: str
-    static: dict[str, Any] = field(default_factory=dict)
-    root: _Node = field(default_factory=_Node)
-    has_params: bool = False
+    Filled with ``add`` at load; read with ``exact`` (the one-dict-lookup fast path) and ``match``.
+    """
 
-    def add(self, pattern: PathPattern, entry: Any) -> None:
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self._static: dict[str, E] = {}
+        self._root: _Node[E] = _Node()
+        self._has_params = False
+        # Bound once: the request path calls it for every request.
+        self.exact = self._static.get
+
+    def add(self, pattern: PathPattern, entry: E) -> None:
         if not pattern.param_names:
-            self.static[self.prefix + pattern.text if pattern.text != "/" else self.prefix + "/"] = entry
+            self._static[self.prefix + pattern.text if pattern.text != "/" else self.prefix + "/"] = entry
             return
-        self.has_params = True
-        node = self.root
+        self._has_params = True
+        node = self._root
         for kind, value in pattern.segments:
             if kind == "static":
                 node = node.static.setdefault(value, _Node())
@@ -103,18 +110,18 @@ class RouteTable:
         node.entry = entry
         node.names = pattern.param_names
 
-    def match(self, path: str) -> Iterator[tuple[Any, dict]]:
+    def match(self, path: str) -> Iterator[tuple[E, dict[str, Param]]]:
         """Matching entries in priority order (usually one)."""
-        entry = self.static.get(path)
+        entry = self._static.get(path)
         if entry is not None:
             yield entry, {}
-        if not self.has_params or not path.startswith(self.prefix + "/"):
+        if not self._has_params or not path.startswith(self.prefix + "/"):
             return
         parts = path[len(self.prefix) + 1:].split("/")
-        yield from _walk(self.root, parts, 0, [])
+        yield from _walk(self._root, parts, 0, [])
 
 
-def _walk(node: _Node, parts: list[str], i: int, values: list) -> Iterator[tuple[Any, dict]]:
+def _walk(node: _Node[E], parts: list[str], i: int, values: list[Param]) -> Iterator[tuple[E, dict[str, Param]]]:
     if i == len(parts):
         if node.entry is not None and values:
             yield node.entry, dict(zip(node.names, values))

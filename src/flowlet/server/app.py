@@ -9,7 +9,7 @@ import logging
 import os
 import re
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable, MutableMapping
 from urllib.parse import parse_qsl
 
 from flowlet.errors import HTTPError
@@ -18,44 +18,54 @@ from flowlet.flows.flow import JSON_CT, Response, dump_json
 from flowlet.flows.steps import RunContext, StepFailed
 from flowlet.http import Request
 from flowlet.security.auth import OPEN_AUTH
-from flowlet.security.csrf import issue_token
 from flowlet.security.hsts import hsts_header
 from flowlet.server.log import AccessLog
-from flowlet.workspace.loader import Route, Workspace
+from flowlet.workspace.loader import PathEntry, Route, Workspace
 
 log = logging.getLogger("flowlet.server")
 
+JSON = Any                                    # a decoded request body: arbitrary JSON, a form map or text
+Headers = list[tuple[bytes, bytes]]
+Scope = dict[str, Any]                        # ASGI scope and messages: their values depend on their type
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_NO_STORE = (b"cache-control", b"no-store")
 
 
 def error_body(message: str) -> bytes:
     return dump_json({"error": message})
 
 
-_NOT_FOUND = error_body("not found")
-_NOT_ALLOWED = error_body("method not allowed")
-_INTERNAL = error_body("internal error")
-_NO_CORS = error_body("CORS preflight refused: this path does not allow cross-origin requests")
+def error_response(status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> Response:
+    return Response(status, [JSON_CT, *headers], error_body(message))
+
+
+_NOT_FOUND = error_response(404, "not found")
+_INTERNAL = error_response(500, "internal error")
+_NO_CORS = error_response(403, "CORS preflight refused: this path does not allow cross-origin requests")
 _PREFLIGHT_REFUSED = error_body("CORS preflight refused")
+_NOT_ALLOWED = error_body("method not allowed")
 
 
 class FlowletApp:
     def __init__(self, ws: Workspace, *, access_log: bool = True):
         self.ws = ws
         self.table = ws.table
-        self.static = ws.table.static
+        self.exact = ws.table.exact
         self.limit = ws.settings.body_bytes
+        self.too_large = f"request body larger than {self.limit} bytes"
         self.timeout = ws.settings.timeout_s
         hsts = hsts_header(ws.settings.hsts)
-        self.hsts: tuple = (hsts,) if hsts else ()
+        self.hsts: tuple[tuple[bytes, bytes], ...] = (hsts,) if hsts else ()
         self.ctx = RunContext()
         self.access = AccessLog(access_log)
         self._pid = f"{os.getpid():x}"
         self._seq = 0
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
-    async def __call__(self, scope: dict, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self.handle(scope, receive, send)
         elif scope["type"] == "lifespan":
@@ -63,7 +73,7 @@ class FlowletApp:
 
     # ---- one request -------------------------------------------------------------------
 
-    async def handle(self, scope: dict, receive, send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         logged = self.access.enabled
         started = time.perf_counter() if logged else 0.0
         req = Request(scope)
@@ -71,50 +81,48 @@ class FlowletApp:
         if rid is None or not _REQUEST_ID.match(rid):
             self._seq += 1
             rid = f"{self._pid}-{self._seq:x}"
-        try:
-            status, headers, body = await self.pipeline(req, receive, rid)
-        except Exception:
-            log.exception("unhandled error serving %s %s", req.method, req.path, extra={"request_id": rid})
-            status, headers, body = 500, [JSON_CT], _INTERNAL
-        headers.append((b"x-request-id", rid.encode()))
+        resp = await self.pipeline(req, receive, rid)
+        headers = [*resp.headers, (b"x-request-id", rid.encode())]   # a copy: answers may be shared
         if req.secure:
             headers.extend(self.hsts)
-        if status != 204:                            # a 204 has no body and needs no length
-            headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if req.method == "HEAD" else body})
+        if resp.status != 204:                       # a 204 has no body and needs no length
+            headers.append((b"content-length", str(len(resp.body)).encode()))
+        await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if req.method == "HEAD" else resp.body})
         if logged:
-            self.access.record(req.method, req.path, status, started, rid, asyncio.get_running_loop())
+            self.access.record(req.method, req.path, resp.status, started, rid, asyncio.get_running_loop())
 
-    async def pipeline(self, req: Request, receive, rid: str = "") -> tuple[int, list, bytes]:
+    async def pipeline(self, req: Request, receive: Receive, rid: str = "") -> Response:
         """Route (404/405) -> CORS -> authentication (401) -> scope (403) -> CSRF (400)
-        -> body (413/400) -> flow (504/500). Returns status, headers, body."""
-        route, params, answer = self.route(req)
-        if answer is not None:
-            return answer                     # 404, 405, preflight, OPTIONS, built-in endpoint
-        cors = route.cors.actual_headers(req.headers.get("origin")) if route.cors is not None else []
+        -> body (413/400) -> flow (504/500). A stage refuses by raising HTTPError."""
+        cors: Headers | tuple[()] = ()
         try:
+            route, params, answer = self.route(req)
+            if answer is not None:
+                return answer                 # 404, 405, preflight, OPTIONS
+            if route.cors is not None:
+                cors = route.cors.actual_headers(req.headers.get("origin"))
             auth = await route.auth.authenticate(req) if route.auth is not None else OPEN_AUTH
-            if route.scope is not None:
-                route.scope.check(auth, req, params)
+            if route.scope_policy is not None:
+                route.scope_policy.check(auth, req, params)
             if route.csrf is not None:
                 route.csrf.check(req)
-            body = await self.read_body(req, receive)
+            body = await self.read_body(req, receive) if route.reads_body else None
             resp = await self.run_flow(route, req, params, auth, body, rid)
         except HTTPError as exc:
-            return exc.status, [JSON_CT, *exc.headers, *cors], error_body(exc.message)
-        except Exception:   # a bug, not the client's fault: log it, keep the CORS headers on the 500
+            resp = error_response(exc.status, exc.message, exc.headers)
+        except Exception:   # the one catch-all: a bug, not the client's fault; log it, keep CORS on the 500
             log.exception("unhandled error serving %s %s", req.method, req.path, extra={"request_id": rid})
-            return 500, [JSON_CT, *cors], _INTERNAL
-        if cors and resp.headers:
-            return resp.status, _merge_vary(resp.headers, cors), resp.body
-        return resp.status, [*resp.headers, *cors], resp.body
+            resp = _INTERNAL
+        if not cors:
+            return resp
+        return Response(resp.status, _merge_vary(resp.headers, cors) if resp.headers else cors, resp.body)
 
-    def route(self, req: Request) -> tuple[Route | None, dict | None, tuple | None]:
-        """The route and its params, or the whole answer when no flow runs."""
+    def route(self, req: Request) -> tuple[Route, dict[str, int | str], None] | tuple[None, None, Response]:
+        """The route and its params, or the whole answer when no handler runs."""
         method = "GET" if req.method == "HEAD" else req.method
-        entry = self.static.get(req.path)           # the common case: one dict lookup
-        if entry is not None and entry.builtin is None:
+        entry = self.exact(req.path)                # the common case: one dict lookup
+        if entry is not None:
             route = entry.routes.get(method)
             if route is not None:
                 return route, {}, None
@@ -124,45 +132,35 @@ class FlowletApp:
         for entry, params in self.table.match(req.path):
             if first is None:
                 first = entry
-            if entry.builtin is not None:
-                return None, None, self.builtin(entry, req)
             route = entry.routes.get(method)
             if route is not None:
                 return route, params, None
         if first is None:
-            return None, None, (404, [JSON_CT], _NOT_FOUND)
+            return None, None, _NOT_FOUND
         if req.method == "OPTIONS":
             return None, None, self.options(first, req)
-        return None, None, (405, [JSON_CT, (b"allow", first.allow)], _NOT_ALLOWED)
+        return None, None, Response(405, [JSON_CT, (b"allow", first.allow)], _NOT_ALLOWED)
 
-    def options(self, entry, req: Request) -> tuple[int, list, bytes]:
+    def options(self, entry: PathEntry, req: Request) -> Response:
         if "access-control-request-method" not in req.headers or "origin" not in req.headers:
-            return 204, [(b"allow", entry.allow)], b""
+            return Response(204, [(b"allow", entry.allow)], b"")
         if entry.cors is None:
-            return 403, [JSON_CT], _NO_CORS
+            return _NO_CORS
         status, headers = entry.cors.preflight(req)
         if status == 204:
-            return 204, list(headers), b""
-        return status, [JSON_CT, *headers], _PREFLIGHT_REFUSED
+            return Response(204, list(headers), b"")
+        return Response(status, [JSON_CT, *headers], _PREFLIGHT_REFUSED)
 
-    def builtin(self, entry, req: Request) -> tuple[int, list, bytes]:
-        """``GET <api_prefix>/csrf``: a fresh token in the body, its keyed hash in the cookie."""
-        if req.method == "OPTIONS":
-            return self.options(entry, req)
-        cors = entry.cors.actual_headers(req.headers.get("origin")) if entry.cors is not None else []
-        if req.method not in ("GET", "HEAD"):
-            return 405, [JSON_CT, (b"allow", entry.allow), *cors], _NOT_ALLOWED
-        s = self.ws.settings
-        body, cookie = issue_token(s.csrf, self.ws.csrf_keys, api_prefix=s.api_prefix or "/", domain=s.domain)
-        return 200, [JSON_CT, _NO_STORE, (b"set-cookie", cookie), *cors], body
+    def check_size(self, size: int) -> None:
+        if size > self.limit:
+            raise HTTPError(413, self.too_large)
 
-    async def read_body(self, req: Request, receive) -> Any:
+    async def read_body(self, req: Request, receive: Receive) -> JSON:
         declared = req.headers.get("content-length")
         if declared is not None:
             if not declared.isdigit():
                 raise HTTPError(400, "invalid Content-Length")
-            if int(declared) > self.limit:
-                raise HTTPError(413, f"request body larger than {self.limit} bytes")
+            self.check_size(int(declared))
             if declared == "0":
                 return None
         elif "transfer-encoding" not in req.headers and req.scope.get("http_version") != "2":
@@ -171,8 +169,7 @@ class FlowletApp:
         if message["type"] == "http.disconnect":
             raise HTTPError(400, "client disconnected")
         raw = message.get("body", b"")
-        if len(raw) > self.limit:
-            raise HTTPError(413, f"request body larger than {self.limit} bytes")
+        self.check_size(len(raw))
         # granian sends a small body with more_body=True, then an empty last message: when the
         # declared length is all here, do not wait for that (a timeout and an event-loop turn).
         if message.get("more_body", False) and (declared is None or len(raw) < int(declared)):
@@ -181,7 +178,7 @@ class FlowletApp:
             return None
         return parse_body(raw, req.headers.get("content-type", ""))
 
-    async def _read_rest(self, receive, chunks: list[bytes], size: int) -> bytes:
+    async def _read_rest(self, receive: Receive, chunks: list[bytes], size: int) -> bytes:
         try:
             async with asyncio.timeout(self.timeout):
                 more = True
@@ -192,19 +189,18 @@ class FlowletApp:
                     chunk = message.get("body", b"")
                     more = message.get("more_body", False)
                     size += len(chunk)
-                    if size > self.limit:
-                        raise HTTPError(413, f"request body larger than {self.limit} bytes")
+                    self.check_size(size)
                     chunks.append(chunk)
         except TimeoutError:
             raise HTTPError(408, "request body not received in time") from None
         return b"".join(chunks)
 
-    async def run_flow(self, route: Route, req: Request, params: dict, auth: dict, body: Any,
-                       rid: str = "") -> Response:
-        flow = route.flow
+    async def run_flow(self, route: Route, req: Request, params: dict[str, int | str], auth: dict[str, JSON],
+                       body: JSON, rid: str = "") -> Response:
+        flow = route.handler
         if flow.fixed is not None:
             return flow.fixed
-        env: dict[str, Any] = {"params": params, "body": body, "auth": auth}
+        env: dict[str, JSON] = {"params": params, "body": body, "auth": auth}
         if "query" in flow.variables:
             env["query"] = req.query
         if "request" in flow.variables:
@@ -216,21 +212,18 @@ class FlowletApp:
             async with asyncio.timeout(self.timeout):
                 return await flow.run(env, self.ctx)
         except TimeoutError:
-            log.warning("flow %s %s timed out after %ss", route.method, route.pattern.text, self.timeout,
+            cfg = route.config
+            log.warning("flow %s %s timed out after %ss", cfg.method, cfg.pattern.text, self.timeout,
                         extra={"request_id": rid})
             raise HTTPError(504, "flow timed out") from None
-        except HTTPError:
-            raise
         except (StepFailed, ExprError) as exc:
-            log.error("flow %s %s failed: %s", route.method, route.pattern.text, exc, extra={"request_id": rid})
-            raise HTTPError(500, "internal error") from None
-        except Exception:
-            log.exception("flow %s %s raised", route.method, route.pattern.text, extra={"request_id": rid})
+            cfg = route.config
+            log.error("flow %s %s failed: %s", cfg.method, cfg.pattern.text, exc, extra={"request_id": rid})
             raise HTTPError(500, "internal error") from None
 
     # ---- lifespan ----------------------------------------------------------------------
 
-    async def lifespan(self, receive, send) -> None:
+    async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -246,7 +239,7 @@ class FlowletApp:
                 return
 
 
-def _merge_vary(headers: list, cors: list) -> list:
+def _merge_vary(headers: Headers, cors: Headers) -> Headers:
     """One Vary header when both the flow and CORS set one."""
     theirs = [v for k, v in headers if k == b"vary"]
     ours = [v for k, v in cors if k == b"vary"]

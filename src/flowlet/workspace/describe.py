@@ -13,18 +13,18 @@ def describe_routes(ws: Workspace) -> dict:
             endpoints.append({
                 "method": method,
                 "path": entry.full_path,
-                "file": f"{r.file}:{r.line}",
-                "auth": r.auth_config.describe() if r.auth_config is not None else None,
-                "csrf": r.csrf_required,
+                "file": f"{r.config.file}:{r.config.line}",
+                "auth": r.config.auth.describe() if r.config.auth is not None else None,
+                "csrf": r.config.csrf,
                 "cors": r.cors is not None,
-                "description": r.description,
+                "description": r.config.description,
             })
         paths.append({"path": entry.full_path, "allow": entry.allow.decode(), "endpoints": endpoints,
                       "cors": entry.cors.describe() if entry.cors is not None else None})
     builtin = []
     if ws.csrf_entry is not None:
         e = ws.csrf_entry
-        builtin.append({"path": e.full_path, "method": "GET", "what": "CSRF token (double submit cookie)",
+        builtin.append({"path": e.full_path, "method": "GET", "what": e.routes["GET"].config.description,
                         "cors": e.cors.describe() if e.cors is not None else None})
     return {"workspace": ws.settings.name, "api_prefix": ws.settings.api_prefix, "paths": paths,
             "builtin": builtin}

@@ -1,75 +1,53 @@
 """Read a workspace folder and compile it: settings, flows, per-route policies, the route table.
 
-Everything here runs once, at load. Errors are collected across files and reported as
-``FILE:LINE: error: ...``; nothing on the request path re-reads or re-validates config.
+Everything here runs once, at load, in named phases: parse the flow files, resolve secrets,
+compile each flow and its authentication, merge per path (conflicts, one CORS answer), then
+build the immutable routes and the route table. Errors are collected across files and
+reported as ``FILE:LINE: error: ...``; nothing on the request path re-reads config.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Callable
 
 from flowlet.errors import ConfigError, ConfigErrors
 from flowlet.expr import compile_expr
 from flowlet.flows.flow import Flow, compile_flow
-from flowlet.routing import PathPattern, RouteTable, parse_path
-from flowlet.workspace.settings import Settings, load_settings
-from flowlet.source import YMap, check_keys, expect_map, get_bool, get_str, load_yaml
+from flowlet.routing import PathPattern, RouteTable
+from flowlet.security.auth import compile_auth
+from flowlet.security.cors import FlowCorsInput, PathCors, csrf_endpoint_cors, merge_path
+from flowlet.security.csrf import CsrfKeys, CsrfPolicy
+from flowlet.source import YMap, load_yaml
+from flowlet.workspace.builtin import CsrfTokenHandler
+from flowlet.workspace.endpoint import METHODS, EndpointConfig, parse_endpoint
+from flowlet.workspace.routes import PathEntry, Route, allow_header
+from flowlet.workspace.settings import DevSecret, Settings, load_settings
 
-METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+if TYPE_CHECKING:
+    from flowlet.secrets.model import Secret
+    from flowlet.secrets.store import Store
+    from flowlet.secrets.view import SecretsView
+    from flowlet.security.auth import AuthPolicy
+    from flowlet.security.scopes import ScopePolicy
 
+__all__ = ["METHODS", "EndpointConfig", "PathEntry", "Route", "Workspace", "load_workspace"]
 
-@dataclass
-class Route:
-    """One endpoint (method + path) with its compiled policies and flow."""
-
-    method: str
-    pattern: PathPattern
-    file: str
-    line: int
-    flow: Flow
-    auth_config: Any = None        # AuthConfig, for `routes`
-    auth: Any = None               # AuthPolicy | None
-    scope: Any = None              # ScopePolicy | None
-    csrf: Any = None               # CsrfPolicy | None
-    csrf_required: bool = False
-    cors_config: Any = None        # CorsConfig | None
-    cors: Any = None               # PathCors when this method is in the path's CORS answer, else None
-    description: str | None = None
-    path_entry: Any = None         # the PathEntry this route belongs to
-
-
-@dataclass
-class PathEntry:
-    """Every flow on one path; they share one CORS answer and one `Allow` list."""
-
-    pattern: PathPattern
-    full_path: str
-    routes: dict[str, Route] = field(default_factory=dict)
-    cors: Any = None               # PathCors | None
-    allow: bytes = b""             # the Allow header value
-    builtin: Any = None            # for built-in endpoints (CSRF token)
-
-    def finish(self) -> None:
-        methods = [m for m in METHODS if m in self.routes]
-        if "GET" in methods:
-            methods.insert(1, "HEAD")
-        methods.append("OPTIONS")
-        self.allow = ", ".join(methods).encode()
+CSRF_PATTERN = PathPattern("/csrf", "/csrf", (("static", "csrf"),))
 
 
 @dataclass
 class Workspace:
     root: Path
     settings: Settings
-    routes: list[Route]
+    routes: list[Route]                   # the workspace's own endpoints, built-ins excluded
     paths: list[PathEntry]
-    table: RouteTable
+    table: RouteTable[PathEntry]
     warnings: list[ConfigError]
-    store: Any = None              # flowlet.secrets Store, when opened
-    secrets: Any = None            # SecretsView
-    csrf_keys: Any = None
+    store: Store | None = None
+    secrets: SecretsView | None = None
+    csrf_keys: CsrfKeys | None = None
     csrf_entry: PathEntry | None = None
 
     def close(self) -> None:
@@ -86,7 +64,6 @@ def load_workspace(root: str | Path, *, display_root: str | None = None, open_se
     stood in for, so a fresh checkout of a workspace can be checked before its first start.
     """
     root = Path(root)
-    errors: list[ConfigError] = []
 
     def rel(p: Path) -> str:
         r = p.relative_to(root).as_posix()
@@ -96,11 +73,31 @@ def load_workspace(root: str | Path, *, display_root: str | None = None, open_se
         settings = load_settings(root, rel(root / "flowlet.yaml"))
     except ConfigError as exc:
         raise ConfigErrors([exc]) from None
+    errors: list[ConfigError] = []
+    parsed = _parse_flows(root, rel, errors)
+    secrets = _resolve_secrets(root, settings, rel(root / "flowlet.yaml"), errors, serving=serving,
+                               wanted=open_secrets and bool(parsed or settings.dev_secrets))
+    try:
+        endpoints = _compile_endpoints(parsed, settings, root, secrets.lookup, errors)
+        groups = _group_by_path(endpoints, settings.api_prefix, errors)
+        warnings = list(secrets.warnings)
+        path_cors = _merge_cors(groups, settings.csrf.header, errors, warnings)
+        if errors:
+            raise ConfigErrors(errors)
+        return _build(root, settings, groups, path_cors, secrets, warnings)
+    except BaseException:
+        secrets.close()
+        raise
 
-    # 1. Parse every flow file into its config models.
+
+# ---- phase 1: parse ----------------------------------------------------------------------
+
+def _parse_flows(root: Path, rel: Callable[[Path], str], errors: list[ConfigError]
+                 ) -> list[tuple[YMap, EndpointConfig]]:
+    """Every flow file under ``flows/`` as (its document, its endpoint config)."""
     flows_dir = root / "flows"
     files = sorted(flows_dir.rglob("*.yaml")) + sorted(flows_dir.rglob("*.yml")) if flows_dir.is_dir() else []
-    parsed: list[tuple[str, YMap, dict]] = []
+    parsed: list[tuple[YMap, EndpointConfig]] = []
     for path in files:
         name = rel(path)
         try:
@@ -109,160 +106,194 @@ def load_workspace(root: str | Path, *, display_root: str | None = None, open_se
                 raise ConfigError("empty flow file", name, 1)
             if not isinstance(doc, YMap):
                 raise ConfigError("a flow file must be a mapping with 'endpoint', 'steps' and 'respond'", name, 1)
-            parsed.append((name, doc, _parse_endpoint(doc)))
+            parsed.append((doc, parse_endpoint(doc, name)))
         except ConfigError as exc:
             errors.append(exc.located(name, 1))
         except (OSError, UnicodeDecodeError) as exc:
             errors.append(ConfigError(f"cannot read flow file: {exc}", name, 1))
-
-    # 2. Secrets are needed when a flow names one (auth, secret()) and when serving (CSRF key).
-    store = secrets = None
-    if open_secrets and (parsed or settings.dev_secrets):
-        from flowlet.secrets.store import StoreError, open_store
-        from flowlet.secrets.view import SecretsView
-        try:
-            store = open_store(root, settings.store)
-            secrets = SecretsView(store)
-            secrets.refresh()
-        except StoreError as exc:
-            raise ConfigErrors(errors + [ConfigError(str(exc), rel(root / "flowlet.yaml"), 1)]) from None
-        pending = [d for d in settings.dev_secrets if secrets.get(d.name) is None]
-        if pending and not serving:
-            secrets = _DevPlaceholders(secrets, pending)
-
-    # 3. Compile flows and policies.
-    routes: list[Route] = []
-    for name, doc, ep in parsed:
-        try:
-            routes.append(_compile_route(name, doc, ep, settings, root, secrets))
-        except ConfigError as exc:
-            errors.append(exc.located(name, doc.line))
-
-    # 4. Group by path, check conflicts, merge CORS per path.
-    table = RouteTable(settings.api_prefix)
-    entries: dict[str, PathEntry] = {}
-    csrf_path = f"{settings.api_prefix}/csrf"
-    for route in routes:
-        full = settings.api_prefix + (route.pattern.text if route.pattern.text != "/" else "/")
-        if route.pattern.text == "/csrf":
-            errors.append(ConfigError(f"{csrf_path} is the built-in CSRF token endpoint; choose another path",
-                                      route.file, route.line))
-            continue
-        entry = entries.get(route.pattern.shape)
-        if entry is None:
-            entry = entries[route.pattern.shape] = PathEntry(route.pattern, full)
-        elif entry.pattern.text != route.pattern.text:
-            other = next(iter(entry.routes.values()))
-            errors.append(ConfigError(
-                f"{route.method} {full} and {other.method} {entry.full_path} ({other.file}) differ only in "
-                f"parameter names; use the same names on one path", route.file, route.line))
-            continue
-        if route.method in entry.routes:
-            other = entry.routes[route.method]
-            errors.append(ConfigError(f"duplicate endpoint {route.method} {full}: also in "
-                                      f"{other.file}:{other.line}", route.file, route.line))
-            continue
-        entry.routes[route.method] = route
-        route.path_entry = entry
-
-    warnings: list[ConfigError] = []
-    if isinstance(secrets, _DevPlaceholders):
-        for d in secrets.pending:
-            warnings.append(ConfigError(f"development secret {d.name!r} does not exist yet; "
-                                        f"`flowlet serve` creates it", rel(root / "flowlet.yaml"), 1))
-    from flowlet.security.cors import FlowCorsInput, csrf_endpoint_cors, merge_path
-    for entry in entries.values():
-        inputs = [FlowCorsInput(r.method, r.cors_config, r.auth is not None, r.csrf_required, (r.file, r.line))
-                  for r in entry.routes.values()]
-        try:
-            entry.cors, found = merge_path(entry.full_path, inputs, settings.csrf.header)
-            warnings.extend(found)
-        except ConfigError as exc:
-            errors.append(exc)
-            continue
-        for r in entry.routes.values():
-            r.cors = entry.cors if entry.cors is not None and r.method in entry.cors.methods else None
-        entry.finish()
-        table.add(entry.pattern, entry)
-
-    if errors:
-        if store is not None:
-            store.close()
-        raise ConfigErrors(errors)
-
-    # 5. CSRF: policies per protected route, and the built-in token endpoint.
-    csrf_keys = None
-    csrf_entry = None
-    if secrets is not None:
-        from flowlet.security.csrf import CsrfKeys, CsrfPolicy
-        csrf_keys = CsrfKeys(secrets, store)
-        for route in routes:
-            if route.csrf_required:
-                route.csrf = CsrfPolicy(settings.csrf, csrf_keys, route.path_entry.cors)
-        protected = [e.cors for e in entries.values()
-                     if e.cors is not None and any(r.csrf_required for r in e.routes.values())]
-        csrf_entry = PathEntry(PathPattern("/csrf", "/csrf", (("static", "csrf"),)), csrf_path)
-        csrf_entry.cors = csrf_endpoint_cors(protected)
-        csrf_entry.builtin = "csrf"
-        csrf_entry.allow = b"GET, HEAD, OPTIONS"
-        table.static[csrf_path] = csrf_entry
-
-    return Workspace(root=root, settings=settings, routes=routes, paths=list(entries.values()), table=table,
-                     warnings=warnings, store=store, secrets=secrets, csrf_keys=csrf_keys, csrf_entry=csrf_entry)
+    return parsed
 
 
-def _parse_endpoint(doc: YMap) -> dict:
-    check_keys(doc, ("endpoint", "steps", "respond", "description"), "a flow file")
-    if "endpoint" not in doc:
-        raise doc.error("a flow file needs an 'endpoint' block (method, path, and its security settings)")
-    ep = expect_map(doc["endpoint"], doc, "endpoint", "'endpoint'")
-    check_keys(ep, ("method", "path", "auth", "cors", "csrf", "description"), "endpoint")
-    method = get_str(ep, "method").upper()
-    if method not in METHODS:
-        raise ep.error(f"method must be one of {', '.join(METHODS)} (HEAD and OPTIONS are answered "
-                       f"automatically); got {method!r}", "method")
-    pattern = parse_path(get_str(ep, "path"), ep.where("path"))
-    out: dict[str, Any] = {"method": method, "pattern": pattern, "block": ep,
-                           "csrf": get_bool(ep, "csrf", False),
-                           "description": get_str(ep, "description", None) or get_str(doc, "description", None)}
-    out["auth"] = out["cors"] = None
-    if ep.get("auth") is not None:
-        from flowlet.security.auth import parse_auth
-        out["auth"] = parse_auth(expect_map(ep["auth"], ep, "auth", "'auth'"))
-    if ep.get("cors") is not None:
-        from flowlet.security.cors import parse_cors
-        out["cors"] = parse_cors(expect_map(ep["cors"], ep, "cors", "'cors'"))
-    return out
+# ---- phase 2: resolve secrets ------------------------------------------------------------
+
+@dataclass
+class _Secrets:
+    """The opened store, its view, and what compilation looks secrets up in."""
+
+    store: Store | None = None
+    view: SecretsView | None = None
+    lookup: SecretsView | _DevPlaceholders | None = None
+    warnings: list[ConfigError] = field(default_factory=list)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
 
 
-def _compile_route(name: str, doc: YMap, ep: dict, settings: Settings, root: Path, secrets: Any) -> Route:
-    flow = compile_flow(doc, root=root, secrets=secrets)
-    route = Route(method=ep["method"], pattern=ep["pattern"], file=name, line=ep["block"].line, flow=flow,
-                  auth_config=ep["auth"], cors_config=ep["cors"], csrf_required=ep["csrf"],
-                  description=ep["description"])
-    if ep["auth"] is not None:
-        from flowlet.security.auth import compile_auth
-        if secrets is None:
-            raise ConfigError("authentication needs the secrets store", name, ep["block"].line)
-        route.auth, route.scope = compile_auth(
-            ep["auth"], realm=settings.name, secrets=secrets,
-            compile_expr=lambda src, where: compile_expr(src, where, allow_secret=False))
-    return route
+def _resolve_secrets(root: Path, settings: Settings, settings_file: str, errors: list[ConfigError], *,
+                     wanted: bool, serving: bool) -> _Secrets:
+    """Secrets are needed when a flow names one (auth, secret()) and when serving (CSRF key)."""
+    if not wanted:
+        return _Secrets()
+    from flowlet.secrets.store import StoreError, open_store
+    from flowlet.secrets.view import SecretsView
+    try:
+        store = open_store(root, settings.store)
+        view = SecretsView(store)
+        view.refresh()
+    except StoreError as exc:
+        raise ConfigErrors(errors + [ConfigError(str(exc), settings_file, 1)]) from None
+    pending = [d for d in settings.dev_secrets if view.get(d.name) is None]
+    if not pending or serving:
+        return _Secrets(store, view, view)
+    warnings = [ConfigError(f"development secret {d.name!r} does not exist yet; `flowlet serve` creates it",
+                            settings_file, 1, severity="warning") for d in pending]
+    return _Secrets(store, view, _DevPlaceholders(view, pending), warnings)
 
 
 class _DevPlaceholders:
-    """A SecretsView that also answers for declared, not yet created development secrets."""
+    """Secret lookups that also answer for declared, not yet created development secrets."""
 
-    def __init__(self, view: Any, pending: list):
+    def __init__(self, view: SecretsView, pending: list[DevSecret]):
         from flowlet.secrets.model import BasicSecret, JwtSecret
         self.view = view
-        self.pending = pending
-        self.placeholders = {d.name: (BasicSecret(d.name, {}) if d.type == "basic"
-                                      else JwtSecret(d.name, hs_key=bytes(32), algorithms=("HS256",)))
-                             for d in pending}
+        self.placeholders: dict[str, Secret] = {
+            d.name: (BasicSecret(d.name, {}) if d.type == "basic"
+                     else JwtSecret(d.name, hs_key=bytes(32), algorithms=("HS256",)))
+            for d in pending}
 
-    def get(self, name: str) -> Any:
+    def get(self, name: str) -> Secret | None:
         return self.view.get(name) or self.placeholders.get(name)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.view, name)
+    def get_key(self, name: str) -> bytes | None:
+        return self.view.get_key(name)
+
+
+# ---- phase 3: compile each flow and its authentication -----------------------------------
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    config: EndpointConfig
+    flow: Flow
+    auth: AuthPolicy | None
+    scope_policy: ScopePolicy | None
+
+
+def _compile_endpoints(parsed: list[tuple[YMap, EndpointConfig]], settings: Settings, root: Path,
+                       secrets: SecretsView | _DevPlaceholders | None, errors: list[ConfigError]
+                       ) -> list[_Endpoint]:
+    out: list[_Endpoint] = []
+    for doc, cfg in parsed:
+        try:
+            flow = compile_flow(doc, root=root, secrets=secrets)
+            auth = scope_policy = None
+            if cfg.auth is not None:
+                if secrets is None:
+                    raise ConfigError("authentication needs the secrets store", cfg.file, cfg.line)
+                auth, scope_policy = compile_auth(
+                    cfg.auth, realm=settings.name, secrets=secrets,
+                    compile_expr=lambda src, where: compile_expr(src, where, allow_secret=False))
+            out.append(_Endpoint(cfg, flow, auth, scope_policy))
+        except ConfigError as exc:
+            errors.append(exc.located(cfg.file, doc.line))
+    return out
+
+
+# ---- phase 4: merge per path -------------------------------------------------------------
+
+@dataclass
+class _PathGroup:
+    pattern: PathPattern
+    full_path: str
+    endpoints: dict[str, _Endpoint] = field(default_factory=dict)
+
+
+def _group_by_path(endpoints: list[_Endpoint], api_prefix: str, errors: list[ConfigError]) -> list[_PathGroup]:
+    """One group per path shape; conflicting and duplicate endpoints are errors."""
+    groups: dict[str, _PathGroup] = {}
+    for ep in endpoints:
+        cfg = ep.config
+        full = api_prefix + cfg.pattern.text
+        if cfg.pattern.text == CSRF_PATTERN.text:
+            errors.append(ConfigError(f"{api_prefix}/csrf is the built-in CSRF token endpoint; choose another "
+                                      f"path", cfg.file, cfg.line))
+            continue
+        group = groups.get(cfg.pattern.shape)
+        if group is None:
+            group = groups[cfg.pattern.shape] = _PathGroup(cfg.pattern, full)
+        elif group.pattern.text != cfg.pattern.text:
+            other = next(iter(group.endpoints.values())).config
+            errors.append(ConfigError(
+                f"{cfg.method} {full} and {other.method} {group.full_path} ({other.file}) differ only in "
+                f"parameter names; use the same names on one path", cfg.file, cfg.line))
+            continue
+        if cfg.method in group.endpoints:
+            other = group.endpoints[cfg.method].config
+            errors.append(ConfigError(f"duplicate endpoint {cfg.method} {full}: also in "
+                                      f"{other.file}:{other.line}", cfg.file, cfg.line))
+            continue
+        group.endpoints[cfg.method] = ep
+    return list(groups.values())
+
+
+def _merge_cors(groups: list[_PathGroup], csrf_header: str, errors: list[ConfigError],
+                warnings: list[ConfigError]) -> list[PathCors | None]:
+    """The one CORS answer of each path (least strict of its flows), in the order of ``groups``."""
+    answers: list[PathCors | None] = []
+    for group in groups:
+        inputs = [FlowCorsInput(ep.config.method, ep.config.cors, ep.auth is not None, ep.config.csrf,
+                                (ep.config.file, ep.config.line)) for ep in group.endpoints.values()]
+        try:
+            answer, found = merge_path(group.full_path, inputs, csrf_header)
+        except ConfigError as exc:
+            errors.append(exc)
+            answer, found = None, []
+        warnings.extend(w.as_warning() for w in found)
+        answers.append(answer)
+    return answers
+
+
+# ---- phase 5: build the immutable routes and the table -----------------------------------
+
+def _build(root: Path, settings: Settings, groups: list[_PathGroup], path_cors: list[PathCors | None],
+           secrets: _Secrets, warnings: list[ConfigError]) -> Workspace:
+    csrf_keys = None
+    if secrets.view is not None:
+        csrf_keys = CsrfKeys(secrets.view, secrets.store)
+    table: RouteTable[PathEntry] = RouteTable(settings.api_prefix)
+    paths = [_path_entry(g, cors, settings, csrf_keys) for g, cors in zip(groups, path_cors)]
+    for entry in paths:
+        table.add(entry.pattern, entry)
+    csrf_entry = None
+    if csrf_keys is not None:
+        csrf_entry = _csrf_entry(settings, csrf_keys, paths)
+        table.add(csrf_entry.pattern, csrf_entry)
+    return Workspace(root=root, settings=settings, routes=[r for e in paths for r in e.routes.values()],
+                     paths=paths, table=table, warnings=warnings, store=secrets.store, secrets=secrets.view,
+                     csrf_keys=csrf_keys, csrf_entry=csrf_entry)
+
+
+def _path_entry(group: _PathGroup, cors: PathCors | None, settings: Settings,
+                csrf_keys: CsrfKeys | None) -> PathEntry:
+    routes = {method: _compile_route(ep, cors, settings, csrf_keys) for method, ep in group.endpoints.items()}
+    return PathEntry(group.pattern, group.full_path, routes, cors, allow_header(list(routes)))
+
+
+def _compile_route(ep: _Endpoint, path_cors: PathCors | None, settings: Settings,
+                   csrf_keys: CsrfKeys | None) -> Route:
+    """The endpoint's immutable route: its handler and every compiled policy (``None`` when unused)."""
+    in_cors = path_cors is not None and ep.config.method in path_cors.methods
+    csrf = CsrfPolicy(settings.csrf, csrf_keys, path_cors) if ep.config.csrf and csrf_keys is not None else None
+    return Route(ep.config, ep.flow, cors=path_cors if in_cors else None, auth=ep.auth,
+                 scope_policy=ep.scope_policy, csrf=csrf)
+
+
+def _csrf_entry(settings: Settings, keys: CsrfKeys, paths: list[PathEntry]) -> PathEntry:
+    """The built-in token endpoint, a route like any other whose handler issues the token."""
+    protected = [e.cors for e in paths if e.cors is not None and any(r.config.csrf for r in e.routes.values())]
+    cors = csrf_endpoint_cors(protected)
+    config = EndpointConfig("GET", CSRF_PATTERN, file="(built-in)", line=0,
+                            description="CSRF token (double submit cookie)")
+    handler = CsrfTokenHandler(settings.csrf, keys, api_prefix=settings.api_prefix, domain=settings.domain)
+    route = Route(config, handler, cors=cors, reads_body=False)
+    return PathEntry(CSRF_PATTERN, f"{settings.api_prefix}/csrf", {"GET": route}, cors, allow_header(["GET"]))
