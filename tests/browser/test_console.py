@@ -357,3 +357,53 @@ def test_secrets_page_lists_facts_and_changes_users(console, context):
     page.get_by_role("button", name="Rotate the CSRF key").click()
     expect(page.get_by_role("status")).to_contain_text("Rotated the CSRF key")
     assert "carol-password" not in page.content()
+
+
+# ---- screenshots for docs/console.md ---------------------------------------------------------
+
+DEMO_FLOWS = {
+    "flowlet.yaml": "name: shop-api\nconsole: {users: console-users}\n",
+    "flows/users/get-user.yaml": GET_USER.replace("Read one user", "Read one user's profile"),
+    "flows/users/update-user.yaml": PUT_USER.replace("  csrf: false          # the front end sends no CSRF token yet\n",
+                                                     "  cors: {allow: selected, domains: \"*.example.com\", "
+                                                     "headers: \"Content-Type, X-Request-Id\", max_age: 600}\n"),
+    "flows/admin.yaml": ADMIN,
+    "flows/orders.yaml": ("endpoint:\n  method: POST\n  path: /orders\n  auth: {type: basic, secret: api-users}\n"
+                          "  csrf: true\n  cors: {allow: selected, domains: \"https://shop.example.com\", "
+                          "credentials: true}\nrespond:\n  status: 201\n  body: {ok: true}\n"),
+}
+
+
+def test_screenshots_of_each_page(browser, tmp_path):
+    ws = make_workspace(tmp_path, DEMO_FLOWS)
+    for name, args, stdin in (("console-users", ("--type", "basic", "--user", "alice"), USERS["alice"]),
+                              ("console-users", ("--type", "basic", "--user", "bob"), USERS["bob"]),
+                              ("api-users", ("--type", "basic", "--user", "shop-frontend"), "pw-123456"),
+                              ("users-jwt", ("--type", "jwt", "--hs-key-stdin", "--issuer",
+                                             "https://id.example.com", "--audience", "shop-api"), "k" * 40)):
+        flag = () if "--hs-key-stdin" in args else ("--password-stdin",)
+        out = flowlet("secrets", "set", name, "-w", str(ws), *args, *flag, input=stdin)
+        assert out.returncode == 0, out.stderr
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860}, device_scale_factor=1)
+    try:
+        with _harness.serve_console(ws, reload=lambda: (True, "The server now serves it.")) as (url, _):
+            page = ctx.new_page()
+            page.goto(f"{url}/console/signin")
+            page.screenshot(path=DOCS / "console-signin.png")
+            sign_in(page, url)
+            edit_page(page, url, "flows/users/get-user.yaml")
+            _set_cors(page, "*.example.com", "Content-Type", "300")
+            page.goto(f"{url}/console/endpoints")
+            page.screenshot(path=DOCS / "console-endpoints.png", full_page=True)
+            page.goto(f"{url}/console/endpoint?file=flows/users/get-user.yaml&origin=https%3A%2F%2Ftest.example.com"
+                      f"&try_method=PUT&try_headers=content-type")
+            page.screenshot(path=DOCS / "console-endpoint.png", full_page=True)
+            edit_page(page, url, "flows/admin.yaml")
+            page.get_by_label("Scope rule (JSON)").fill('{"any": ["admin",')
+            page.get_by_role("button", name="Save").click()
+            expect(page.locator("#err-scope")).to_be_visible()
+            page.screenshot(path=DOCS / "console-error.png", full_page=True)
+            page.goto(f"{url}/console/secrets")
+            page.screenshot(path=DOCS / "console-secrets.png", full_page=True)
+    finally:
+        ctx.close()

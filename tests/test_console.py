@@ -1,0 +1,228 @@
+"""The console's parts without a browser: sessions, the sign-in throttle, the flow-file form,
+the settings block, the handler's refusals, and `flowlet secrets remove-user`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import ROOT, flowlet, make_workspace
+from flowlet.console import flowfile
+from flowlet.console.sessions import SessionTable, SignInThrottle
+from flowlet.errors import ConfigError
+from flowlet.workspace.settings import load_settings
+
+import importlib.util
+
+_spec = importlib.util.spec_from_file_location("console_harness", ROOT / "tests" / "console_harness.py")
+harness = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(harness)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# ---- sessions and throttle ---------------------------------------------------------------------
+
+def test_sessions_are_stored_by_hash_and_end_after_idle_and_absolute_time():
+    clock = Clock()
+    table = SessionTable(idle_s=60, absolute_s=300, clock=clock)
+    sid = table.create("alice", "token")
+    assert sid.encode() not in b"".join(table._sessions)          # only the hash is a key
+    assert table.get(sid).user == "alice"
+    clock.now += 59
+    assert table.get(sid) is not None                              # touched: idle restarts
+    clock.now += 61
+    assert table.get(sid) is None                                  # idle
+    sid = table.create("alice", "token")
+    for _ in range(6):
+        clock.now += 50
+        assert table.get(sid) is not None
+    clock.now += 50
+    assert table.get(sid) is None                                  # absolute, though never idle
+
+
+def test_ending_a_session_and_a_users_sessions():
+    table = SessionTable(idle_s=60, absolute_s=300)
+    a, b, c = table.create("alice", "t"), table.create("bob", "t"), table.create("bob", "t")
+    table.end(table.get(a))
+    assert table.get(a) is None and table.get(b) is not None
+    table.end_user("bob")
+    assert table.get(b) is None and table.get(c) is None
+    assert table.get("") is None and table.get("x" * 500) is None
+
+
+def test_throttle_per_client_and_per_user():
+    clock = Clock()
+    t = SignInThrottle(per_client=3, per_user=5, window_s=100, clock=clock)
+    for _ in range(3):
+        assert t.retry_after("1.1.1.1", "alice") == 0
+        t.failed("1.1.1.1", "alice")
+    assert t.retry_after("1.1.1.1", "bob") > 0                     # that client, any user
+    assert t.retry_after("2.2.2.2", "alice") == 0
+    t.failed("2.2.2.2", "alice")
+    t.failed("3.3.3.3", "ALICE")
+    assert t.retry_after("4.4.4.4", "alice") > 0                   # that user, from anywhere
+    t.succeeded("1.1.1.1")
+    assert t.retry_after("1.1.1.1", "bob") == 0                    # success clears the client
+    assert t.retry_after("1.1.1.1", "alice") > 0                   # never the user
+    clock.now += 101
+    assert t.retry_after("4.4.4.4", "alice") == 0
+
+
+# ---- the flow file as a form -----------------------------------------------------------------
+
+FLOW = """\
+# top comment
+endpoint:
+  method: PUT   # the method
+  path: /user/{id}
+  cors:
+    allow: selected
+    domains:          # a list stays a list
+      - "*.example.com"
+    max_age: 60
+respond:
+  body: {ok: true}   # kept
+"""
+
+
+def test_apply_form_keeps_comments_order_and_list_style(tmp_path):
+    path = tmp_path / "f.yaml"
+    path.write_text(FLOW)
+    data, doc = flowfile.load(path)
+    form = flowfile.read_form(doc)
+    assert (form.cors_allow, form.cors_domains, form.cors_max_age) == ("selected", "*.example.com", "60")
+    form = flowfile.parse_form({"auth": "jwt", "jwt_secret": "j", "scope_kind": "json",
+                                "scope_json": '{"any": ["a", "b"]}', "cors_allow": "selected",
+                                "cors_domains": "*.example.com, https://x.org", "cors_headers": "Content-Type",
+                                "cors_max_age": "300", "csrf": "on"})
+    flowfile.apply_form(doc, form)
+    text = flowfile.dump(doc)
+    assert "# top comment" in text and "# the method" in text and "# kept" in text
+    assert "- https://x.org" in text                                # still a YAML list
+    assert "scope: {any: [a, b]}" in text
+    assert text.index("method:") < text.index("path:") < text.index("auth:") < text.index("cors:")
+    assert flowfile.version_of(data) != flowfile.version_of(text.encode())
+
+
+def test_form_errors_name_their_field():
+    with pytest.raises(flowfile.FormError) as exc:
+        flowfile.parse_form({"auth": "jwt", "scope_kind": "json", "scope_json": "users:write",
+                             "cors_allow": "all", "cors_max_age": "soon"})
+    problems = exc.value.problems
+    assert "double quotes" in problems["scope"]
+    assert "jwt_secret" in problems and "cors_max_age" in problems
+
+
+def test_an_error_line_maps_to_its_field():
+    text = FLOW.replace("max_age: 60", "max_age: 60\n    credentials: true")
+    lines = text.splitlines()
+    at = {name: lines.index(next(l for l in lines if l.strip().startswith(name))) + 1
+          for name in ("domains:", "credentials:", "method:")}
+    assert flowfile.field_at(text, at["domains:"] + 1) == "cors_domains"      # a list item
+    assert flowfile.field_at(text, at["credentials:"]) == "cors_credentials"
+    assert flowfile.field_at(text, at["method:"]) == ""
+    assert flowfile.field_at(text, len(lines)) == ""                          # outside the block
+
+
+# ---- settings --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("block, message", [
+    ("console: {}", "needs 'users'"),
+    ("console: {users: 'a b'}", "must be a secret name"),
+    ("console: {users: x, idle: 5}", "idle"),
+    ("console: {users: x, idle_s: 9000, absolute_s: 600}", "cannot be longer"),
+])
+def test_console_settings_errors(tmp_path, block, message):
+    (tmp_path / "flowlet.yaml").write_text(block + "\n")
+    with pytest.raises(ConfigError) as exc:
+        load_settings(tmp_path)
+    assert message in str(exc.value) and "flowlet.yaml:1" in str(exc.value)
+
+
+# ---- the handler -----------------------------------------------------------------------------
+
+@pytest.fixture
+def console_ws(tmp_path) -> Path:
+    ws = make_workspace(tmp_path, {
+        "flowlet.yaml": "name: t\nconsole: {users: console-users}\n",
+        "flows/a.yaml": "endpoint: {method: GET, path: /a}\nrespond: {body: {ok: true}}\n"})
+    out = flowlet("secrets", "set", "console-users", "-w", str(ws), "--type", "basic", "--user", "alice",
+                  "--password-stdin", input="right-password")
+    assert out.returncode == 0, out.stderr
+    return ws
+
+
+def _token(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def test_sign_in_is_throttled_and_security_headers_are_on_every_page(console_ws):
+    with harness.serve_console(console_ws) as (url, _):
+        client = httpx.Client(base_url=url, headers={"Origin": url, "Sec-Fetch-Site": "same-origin"})
+        statuses = []
+        for _ in range(6):
+            token = _token(client.get("/console/signin").text)
+            r = client.post("/console/signin", data={"csrf_token": token, "user": "alice", "password": "nope"})
+            statuses.append(r.status_code)
+        assert statuses == [401] * 5 + [429]
+        assert int(r.headers["retry-after"]) > 0
+        token = _token(client.get("/console/signin").text)
+        r = client.post("/console/signin", data={"csrf_token": token, "user": "alice", "password": "right-password"})
+        assert r.status_code == 429                           # even the right password waits
+        for path in ("/console/signin", "/console/static/console.css", "/console/endpoints"):
+            h = client.get(path).headers
+            assert h["x-frame-options"] == "DENY" and h["referrer-policy"] == "no-referrer"
+            assert "default-src 'none'" in h["content-security-policy"]
+
+
+def test_signed_in_post_needs_the_sessions_own_token(console_ws):
+    with harness.serve_console(console_ws) as (url, _):
+        client = httpx.Client(base_url=url, headers={"Origin": url})
+        token = _token(client.get("/console/signin").text)
+        r = client.post("/console/signin", data={"csrf_token": token, "user": "alice", "password": "right-password"})
+        assert r.status_code == 303
+        assert "HttpOnly" in r.headers["set-cookie"] and "SameSite=Strict" in r.headers["set-cookie"]
+        page = client.get("/console/secrets")
+        assert page.status_code == 200 and "$argon2" not in page.text
+        # a pair from the sign-in page is a valid double submit, but not this session's token
+        other = httpx.Client(base_url=url, headers={"Origin": url})
+        stray = _token(other.get("/console/signin").text)
+        client.cookies.set("flowlet_console_csrf", other.cookies["flowlet_console_csrf"], path="/console/")
+        r = client.post("/console/secrets/rotate-csrf", data={"csrf_token": stray})
+        assert r.status_code == 400
+        assert "Request refused" in r.text
+        r = client.post("/console/secrets/rotate-csrf", data={"csrf_token": _token(page.text)})
+        assert r.status_code == 200 and "Rotated the CSRF key" in r.text
+
+
+def test_flow_paths_outside_flows_are_not_served(console_ws):
+    with harness.serve_console(console_ws) as (url, console):
+        assert console.flow_path("flows/a.yaml") is not None
+        for rel in ("flows/../flowlet.yaml", "flowlet.yaml", "flows/a.yml", "/etc/passwd", "flows/..\\x.yaml"):
+            assert console.flow_path(rel) is None, rel
+
+
+# ---- the CLI -----------------------------------------------------------------------------------
+
+def test_cli_remove_user(console_ws):
+    w = str(console_ws)
+    assert flowlet("secrets", "set", "console-users", "-w", w, "--type", "basic", "--user", "bob",
+                   "--password-stdin", input="pw").returncode == 0
+    out = flowlet("secrets", "remove-user", "console-users", "-w", w, "--user", "bob")
+    assert out.returncode == 0 and "removed user 'bob' (1 user left)" in out.stdout
+    out = flowlet("secrets", "remove-user", "console-users", "-w", w, "--user", "alice")
+    assert out.returncode == 1 and "last user" in out.stderr
+    out = flowlet("secrets", "remove-user", "console-users", "-w", w, "--user", "zed")
+    assert out.returncode == 1 and "has no user 'zed'" in out.stderr
+    out = flowlet("secrets", "remove-user", "missing", "-w", w, "--user", "zed")
+    assert out.returncode == 1 and "no secret named 'missing'" in out.stderr
