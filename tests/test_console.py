@@ -226,3 +226,30 @@ def test_cli_remove_user(console_ws):
     assert out.returncode == 1 and "has no user 'zed'" in out.stderr
     out = flowlet("secrets", "remove-user", "missing", "-w", w, "--user", "zed")
     assert out.returncode == 1 and "no secret named 'missing'" in out.stderr
+
+
+# ---- the reload hook ---------------------------------------------------------------------------
+
+class FakeSupervisor:
+    """The supervisor's controls: a reload finishes after two status reads."""
+
+    def __init__(self, ok: bool):
+        self.ok, self.reads, self.asked = ok, 0, False
+
+    def request_reload(self) -> None:
+        self.asked = True
+
+    def status(self) -> dict:
+        self.reads += 1
+        if self.reads < 3:
+            return {"reloading": True, "last_reload": {}}
+        return {"reloading": False, "last_reload": {"at": 2e9, "ok": self.ok,
+                                                    "errors": [] if self.ok else ["flows/a.yaml:3: error: x"]}}
+
+
+def test_supervisor_reload_waits_for_the_outcome():
+    from flowlet.console.reload import supervisor_reload
+
+    assert supervisor_reload(FakeSupervisor(True))() == (True, "The server now serves it.")
+    served, message = supervisor_reload(FakeSupervisor(False))()
+    assert not served and "flows/a.yaml:3" in message

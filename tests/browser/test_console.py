@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
-import signal
 import time
 from pathlib import Path
 
@@ -94,11 +92,9 @@ def api(console_ws):
 
 @pytest.fixture(scope="module")
 def console(console_ws, api):
-    def reload() -> tuple[bool, str]:
-        api.proc.send_signal(signal.SIGHUP)       # the server's own reload
-        return True, "The server is reloading its workers."
+    from flowlet.console.reload import signal_reload
 
-    with _harness.serve_console(console_ws, reload=reload) as (url, con):
+    with _harness.serve_console(console_ws, reload=signal_reload(api.proc.pid)) as (url, con):
         yield url, con
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import hmac
 import logging
 import secrets as _random
@@ -28,7 +27,7 @@ from flowlet.console.audit import AuditLog
 from flowlet.console.checks import Inspection, Problem, WorkspaceChecks
 from flowlet.console.sessions import Session, SessionTable, SignInThrottle
 from flowlet.console.web import (PREFIX, ConsoleRequest, ConsoleResponse, Pages, cookie_header,
-                                 parse_form, query, redirect)
+                                 parse_form, redirect)
 from flowlet.errors import HTTPError
 from flowlet.http import Request
 from flowlet.secrets import SecretsView, open_store
@@ -59,6 +58,10 @@ class Console:
         self.store = open_store(self.root, self.settings.store)
         self.view = SecretsView(self.store)
         self.view.refresh()
+        if not self.console_users():
+            log.warning("console: the Basic secret %r has no users yet, so nobody can sign in "
+                        "(flowlet secrets set %s --type basic --user NAME --password-stdin)",
+                        self.cfg.users, self.cfg.users)
         keys = CsrfKeys(self.view, self.store)
         self.keys = keys
         self.csrf = CsrfPolicy(CsrfSettings(cookie=CSRF_COOKIE, grace_s=self.settings.csrf.grace_s), keys, None)
@@ -283,6 +286,3 @@ def problems_by_field(errors: tuple[Problem, ...], rel: str, text: str) -> tuple
             general.append(str(p))
     return fields, general
 
-
-def copy_doc(doc: object) -> object:
-    return copy.deepcopy(doc)
