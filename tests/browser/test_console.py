@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
+expect.set_options(timeout=15_000)       # a save runs the workspace check in a child process
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -160,6 +161,29 @@ def test_sign_out_ends_the_session_on_the_server(console, context):
     # the old cookie, replayed by hand, no longer opens anything
     r = httpx.get(f"{url}/console/endpoints", cookies={"flowlet_console": cookie})
     assert r.status_code == 401
+
+
+UNLABELLED = """() => [...document.querySelectorAll("input:not([type=hidden]), select, textarea")]
+    .filter(el => el.labels.length === 0 && !el.getAttribute("aria-label")).map(el => el.name)"""
+
+
+def test_keyboard_sign_in_and_every_field_labelled(console, context):
+    url, _ = console
+    page = context.new_page()
+    page.goto(f"{url}/console/signin")
+    assert page.evaluate(UNLABELLED) == []
+    page.keyboard.type("alice")                          # the user name field has the focus
+    page.keyboard.press("Tab")
+    page.keyboard.type(USERS["alice"])
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Endpoints", exact=True)).to_be_visible()
+    for path in ("/console/endpoint?file=flows/admin.yaml", "/console/secrets"):
+        page.goto(url + path)
+        assert page.evaluate(UNLABELLED) == [], path
+    # choices are radios a keyboard reaches; a field that does not apply leaves the tab order
+    page.goto(f"{url}/console/endpoint?file=flows/get-user.yaml")
+    page.get_by_label("None", exact=True).first.focus()
+    assert page.get_by_label("Domains", exact=True).get_attribute("tabindex") in ("-1", "0")
 
 
 # ---- the start-block form ----------------------------------------------------------------
