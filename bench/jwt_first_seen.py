@@ -65,6 +65,7 @@ def main() -> int:
     from flowlet.secrets.store import open_store
     from flowlet.secrets.view import SecretsView
     from flowlet.security.jwt import JwtPolicy
+    from flowlet.security.runtime import AuthRuntime
 
     store = open_store(args.ws)
     view = SecretsView(store)
@@ -78,7 +79,7 @@ def main() -> int:
         row = {}
         # Flowlet, first-seen: a fresh policy (fresh cache) per round would share the verifier, so
         # use distinct tokens for every call of every round instead.
-        policy = JwtPolicy(name, realm="bench", secrets=view)
+        policy = JwtPolicy(name, realm="bench", secrets=view, runtime=AuthRuntime())
         requests = [Request(scope_for(t)) for t in tokens]
 
         async def run_all(reqs):

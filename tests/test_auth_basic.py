@@ -16,6 +16,7 @@ from flowlet.http import Request
 from flowlet.secrets.model import BasicSecret, JwtSecret
 from flowlet.security.auth import compile_auth, parse_auth
 from flowlet.security.basic import BasicPolicy, parse_basic
+from flowlet.security.runtime import AuthRuntime
 from flowlet.source import load_yaml
 import fakes
 from fakes import Clock, View, request, run
@@ -38,9 +39,27 @@ def basic(user: str, password: str) -> tuple[str, str]:
     return ("authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
 
 
-def policy(secret=None, *, view=None, clock=None, realm="shop") -> BasicPolicy:
+_RUNTIMES: list[AuthRuntime] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_runtimes():
+    """Each test's runtimes end with it (their hashing threads with them)."""
+    yield
+    while _RUNTIMES:
+        _RUNTIMES.pop().close()
+
+
+def runtime(clock=None, **options) -> AuthRuntime:
+    clock = clock or Clock()
+    rt = AuthRuntime(clock=clock, monotonic=clock, **options)
+    _RUNTIMES.append(rt)
+    return rt
+
+
+def policy(secret=None, *, view=None, clock=None, realm="shop", rt=None) -> BasicPolicy:
     view = view or View(secret)
-    return BasicPolicy("team", realm=realm, secrets=view, clock=clock or Clock())
+    return BasicPolicy("team", realm=realm, secrets=view, runtime=rt or runtime(clock))
 
 
 def refused(pol: BasicPolicy, req: Request) -> HTTPError:
@@ -304,7 +323,7 @@ def test_password_never_reaches_logs_errors_or_reprs(team, caplog):
 
 def test_compile_auth_builds_a_basic_policy_without_scope(team):
     cfg = parse_auth(load_yaml("type: basic\nsecret: team\n", "flows/a.yaml"))
-    auth, scope = compile_auth(cfg, realm="shop", secrets=View(team), compile_expr=None)
+    auth, scope = compile_auth(cfg, realm="shop", secrets=View(team), runtime=runtime(), compile_expr=None)
     assert isinstance(auth, BasicPolicy) and scope is None
     assert run(auth.authenticate(request([basic("alice", PASSWORD)])))["user"] == "alice"
 
@@ -312,14 +331,15 @@ def test_compile_auth_builds_a_basic_policy_without_scope(team):
 def test_compile_auth_with_a_jwt_secret_for_basic_is_a_load_error():
     cfg = parse_auth(load_yaml("type: basic\nsecret: team\n", "flows/a.yaml"))
     with pytest.raises(ConfigError) as err:
-        compile_auth(cfg, realm="shop", secrets=View(JwtSecret("team", hs_key=b"k" * 32)), compile_expr=None)
+        compile_auth(cfg, realm="shop", secrets=View(JwtSecret("team", hs_key=b"k" * 32)), runtime=runtime(),
+                     compile_expr=None)
     assert err.value.line == 2 and "needs a basic secret" in err.value.message
 
 
 def test_compile_auth_missing_basic_secret_is_a_load_error():
     cfg = parse_auth(load_yaml("type: basic\nsecret: team\n", "flows/a.yaml"))
     with pytest.raises(ConfigError) as err:
-        compile_auth(cfg, realm="shop", secrets=View(), compile_expr=None)
+        compile_auth(cfg, realm="shop", secrets=View(), runtime=runtime(), compile_expr=None)
     assert "--type basic" in err.value.message and err.value.line == 2
 
 
@@ -364,12 +384,12 @@ def test_basic_auth_over_http_and_a_password_change_without_restart(tmp_path):
 
 
 def test_a_flood_of_slow_checks_is_answered_429_not_queued(monkeypatch, team):
-    """Past MAX_QUEUED password checks in flight, new ones are refused at once (429 + Retry-After)."""
+    """Past the runtime's bound of password checks in flight, new ones are refused at once
+    (429 + Retry-After)."""
     import threading
 
     release = threading.Event()
-    pol = policy(team)
-    monkeypatch.setattr(basic_module, "MAX_QUEUED", 2)
+    pol = policy(team, rt=runtime(max_queued=2))
     original = basic_module._Verifier.check_password
 
     def slow(self, users, user, password):
@@ -390,3 +410,30 @@ def test_a_flood_of_slow_checks_is_answered_429_not_queued(monkeypatch, team):
         assert sorted(getattr(r, "status", None) for r in results) == [401, 401, 429]
 
     asyncio.run(scenario())
+
+
+# ---- the runtime the workspace owns ------------------------------------------------------------------
+
+def test_endpoints_sharing_a_secret_share_one_verifier_within_a_runtime(team):
+    view = View(team)
+    rt = runtime()
+    a = BasicPolicy("team", realm="r", secrets=view, runtime=rt)
+    b = BasicPolicy("team", realm="other", secrets=view, runtime=rt)
+    count = CountingVerifier(a)
+    run(a.authenticate(request([basic("alice", PASSWORD)])))
+    run(b.authenticate(request([basic("alice", PASSWORD)])))
+    assert count.calls == 1
+    assert BasicPolicy("team", realm="r", secrets=view, runtime=runtime())._v is not a._v
+
+
+def test_closing_the_runtime_ends_its_hashing_threads(team):
+    import threading
+
+    rt = runtime()
+    run(policy(team, rt=rt).authenticate(request([basic("alice", PASSWORD)])))
+    workers = [t for t in threading.enumerate() if t.name.startswith("argon2")]
+    assert workers
+    rt.close()
+    for t in workers:
+        t.join(5)
+    assert not any(t.is_alive() for t in workers)

@@ -17,6 +17,7 @@ from flowlet.http import Request
 from flowlet.secrets.model import BasicSecret, JwtSecret, ValueSecret
 from flowlet.security.auth import OPEN_AUTH, compile_auth, parse_auth
 from flowlet.security.jwt import MAX_TOKEN, InvalidToken, JwtPolicy, keyset_from_secret, verify_signature
+from flowlet.security.runtime import AuthRuntime
 from flowlet.source import load_yaml
 from fakes import Clock as _Clock
 from conftest import JsonServer
@@ -28,6 +29,11 @@ NOW = 1_700_000_000
 
 def Clock(now: float = NOW) -> _Clock:
     return _Clock(now)
+
+
+def Mono() -> _Clock:
+    """The monotonic clock: cache lifetimes and key-set refresh intervals."""
+    return _Clock(1000.0)
 
 
 def bearer(token: str) -> Request:
@@ -54,9 +60,11 @@ def raw_token(header: str | bytes, payload: str | bytes, key: bytes = HS_KEY, al
     return f"{h}.{p}.{b64(mac)}"
 
 
-def policy(secret: JwtSecret | None = None, *, clock=None, cookie=None, view=None, realm="shop") -> JwtPolicy:
+def policy(secret: JwtSecret | None = None, *, clock=None, cookie=None, view=None, realm="shop",
+           monotonic=None) -> JwtPolicy:
     view = view or View(secret or JwtSecret("j", hs_key=HS_KEY))
-    return JwtPolicy("j", realm=realm, secrets=view, token_cookie=cookie, clock=clock or Clock())
+    rt = AuthRuntime(clock=clock or Clock(), monotonic=monotonic or Mono())
+    return JwtPolicy("j", realm=realm, secrets=view, runtime=rt, token_cookie=cookie)
 
 
 def challenge(err: HTTPError) -> bytes:
@@ -226,6 +234,18 @@ def test_token_without_sub_has_no_user():
 ])
 def test_scopes_come_from_the_first_present_of_scope_scp_scopes(claims, scopes):
     assert run(policy().authenticate(bearer(hs_token(claims))))["scopes"] == scopes
+
+
+@pytest.mark.parametrize("separator", ["\u00a0", "\t", "\n", "\u2003", "\u3000", "\x1f"])
+def test_scopes_are_split_on_the_space_character_only(separator):
+    # RFC 6749 section 3.3: scope tokens are separated by U+0020; "x<NBSP>read" is one odd token
+    auth = run(policy().authenticate(bearer(hs_token(scope=f"x{separator}read"))))
+    assert auth["scopes"] == [f"x{separator}read"]
+    assert "read" not in auth["scopes"]
+
+
+def test_repeated_spaces_between_scopes_give_no_empty_scope():
+    assert run(policy().authenticate(bearer(hs_token(scope=" a  b "))))["scopes"] == ["a", "b"]
 
 
 def test_scope_claim_named_by_the_secret_replaces_the_defaults():
@@ -482,7 +502,7 @@ def test_cache_hit_skips_signature_verification():
     pol = policy()
     token = hs_token()
     run(pol.authenticate(bearer(token)))
-    pol.verifier.keyset = keyset_from_secret(JwtSecret("x", hs_key=b"other key" * 4))
+    pol._v.keyset = keyset_from_secret(JwtSecret("x", hs_key=b"other key" * 4))
     assert run(pol.authenticate(bearer(token)))["user"] == "alice"         # from the cache
     refused(pol, bearer(hs_token(sub="bob")))                               # a new token is checked
 
@@ -539,15 +559,85 @@ def test_cache_is_bounded(monkeypatch):
     pol = policy()
     for i in range(12):
         run(pol.authenticate(bearer(hs_token(sub=f"u{i}"))))
-    assert len(pol.verifier.cache) <= 5
+    assert len(pol._v.cache) <= 5
+
+
+def _bulky_token(i: int, items: int = 1500) -> str:
+    """A valid token just under MAX_TOKEN whose claims decode into thousands of objects."""
+    return hs_token(sub=f"u{i}", x=[{}] * items)
+
+
+def test_a_token_with_bulky_claims_is_verified_but_not_cached():
+    pol = policy()
+    token = _bulky_token(0)
+    assert len(token) < MAX_TOKEN
+    for _ in range(2):
+        assert run(pol.authenticate(bearer(token)))["user"] == "u0"
+    assert len(pol._v.cache) == 0
+
+
+def test_a_flood_of_bulky_tokens_does_not_grow_memory():
+    import gc
+    import tracemalloc
+
+    pol = policy()
+    tokens = [_bulky_token(i) for i in range(600)]
+
+    async def flood():
+        for token in tokens:
+            await pol.authenticate(bearer(token))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        run(flood())
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 8 << 20       # kept, these would hold about 90 KB each: over 50 MB
+
+
+def test_cache_is_bounded_by_estimated_bytes(monkeypatch):
+    import flowlet.security.jwt as jwt_module
+    monkeypatch.setattr(jwt_module, "CACHE_MAX_BYTES", 256 << 10)
+    pol = policy()
+    for i in range(60):
+        run(pol.authenticate(bearer(_bulky_token(i, items=100))))     # about 14 KB each, by estimate
+    assert pol._v.cache.size <= 256 << 10
+    assert 10 < len(pol._v.cache) < 40
+    assert run(pol.authenticate(bearer(_bulky_token(59, items=100))))["user"] == "u59"
+
+
+@pytest.mark.parametrize("claims", [
+    {"x": [{}] * 1000}, {"x": [[]] * 1000}, {"x": list(range(1000, 2000))}, {"x": [1.5] * 1000},
+    {f"k{i}": i for i in range(500)}, {"x": [f"s{i}" for i in range(800)]}, {"x": [[[[[]]]]] * 300},
+    {"sub": "alice", "iss": "https://idp.example.com", "aud": "api", "scope": "read write"},
+])
+def test_the_size_estimate_is_not_far_below_what_an_entry_holds(claims):
+    import tracemalloc
+
+    from flowlet.security.expiring import ENTRY_OVERHEAD, json_cost
+    from flowlet.security.jwt import decode_claims
+
+    payload = json.dumps({"exp": NOW + 60, **claims}).encode()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [decode_claims(payload) for _ in range(20)]
+        held = (tracemalloc.get_traced_memory()[0] - before) / len(kept)
+    finally:
+        tracemalloc.stop()
+    assert json_cost(payload) + ENTRY_OVERHEAD > held / 2
 
 
 def test_endpoints_sharing_a_secret_share_one_verifier():
     view = View(JwtSecret("j", hs_key=HS_KEY))
-    a = JwtPolicy("j", realm="r", secrets=view)
-    b = JwtPolicy("j", realm="r", secrets=view, token_cookie="c")
-    assert a.verifier is b.verifier
-    assert JwtPolicy("j", realm="r", secrets=View(JwtSecret("j", hs_key=HS_KEY))).verifier is not a.verifier
+    rt = AuthRuntime()
+    a = JwtPolicy("j", realm="r", secrets=view, runtime=rt)
+    b = JwtPolicy("j", realm="r", secrets=view, runtime=rt, token_cookie="c")
+    assert a._v is b._v
+    assert JwtPolicy("j", realm="r", secrets=view, runtime=AuthRuntime())._v is not a._v
 
 
 # ---- jwks_url -------------------------------------------------------------------------------------------
@@ -560,19 +650,11 @@ def jwks_server():
     server.close()
 
 
-class Mono:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
 
 def _url_policy(server, clock=None):
     view = View(JwtSecret("j", jwks_url=server.url))
-    pol = policy(view=view, clock=clock or Clock())
     mono = Mono()
-    pol.verifier.monotonic = mono
+    pol = policy(view=view, clock=clock or Clock(), monotonic=mono)
     return pol, mono
 
 
@@ -636,17 +718,17 @@ def test_background_refresh_picks_up_new_keys(jwks_server):
         mono.now += 301
         await pol.authenticate(bearer(_sign(k1, "ES256", {"n": 1}, header={"kid": "one"})))  # old keys still
         for _ in range(50):
-            if len(jwks_server.hits) == 2 and pol.verifier.fetched_at == mono.now:
+            if len(jwks_server.hits) == 2 and pol._v.fetched_at == mono.now:
                 break
             await asyncio.sleep(0.02)
-        assert set(pol.verifier.keyset.by_kid) == {"two"}
+        assert set(pol._v.keyset.by_kid) == {"two"}
     run(scenario())
 
 
 def test_unreachable_jwks_url_is_a_401_not_an_error():
     view = View(JwtSecret("j", jwks_url="http://127.0.0.1:9/none"))
     pol = policy(view=view)
-    pol.verifier.fetch_timeout = 1.0
+    pol._v.fetch_timeout = 1.0
     err = refused(pol, bearer(hs_token()))
     assert b"invalid_token" in challenge(err)
 
@@ -696,7 +778,7 @@ def test_parse_auth_jwt_with_everything():
 def test_parse_auth_none_is_open():
     cfg = parse_auth(auth_block("type: none"))
     assert cfg.type == "none" and not cfg.uses_auth and cfg.describe() is None
-    assert compile_auth(cfg, realm="r", secrets=View(), compile_expr=None) == (None, None)
+    assert compile_auth(cfg, realm="r", secrets=View(), runtime=AuthRuntime(), compile_expr=None) == (None, None)
 
 
 @pytest.mark.parametrize("text,line,fragment", [
@@ -722,7 +804,7 @@ def test_parse_auth_errors_name_the_line(text, line, fragment):
 
 def _compile(text: str, view: View):
     import cel
-    return compile_auth(parse_auth(auth_block(text)), realm="r", secrets=view,
+    return compile_auth(parse_auth(auth_block(text)), realm="r", secrets=view, runtime=AuthRuntime(),
                         compile_expr=lambda src, where: cel.compile(src))
 
 
@@ -762,7 +844,7 @@ def test_error_messages_and_reprs_never_show_key_material():
     secret = JwtSecret("j", hs_key=HS_KEY)
     pol = policy(secret)
     err = refused(pol, bearer(hs_token(key=b"x" * 32)))
-    for text in (err.message, repr(pol), repr(pol.verifier.keyset)):
+    for text in (err.message, repr(pol), repr(pol._v.keyset)):
         assert HS_KEY.decode() not in text and b64(HS_KEY) not in text
 
 

@@ -493,6 +493,42 @@ def test_bad_domain_in_a_yaml_list_points_at_its_item():
     assert (err.file, err.line) == ("flows/x.yaml", 6)
 
 
+@pytest.mark.parametrize("entry", [
+    "*.co.uk", "https://*.co.uk", "*.github.io", "http://*.github.io:8080", "*.com.au",
+    "*.s3.amazonaws.com", "*.blogspot.com", "*.x.kobe.jp", "*.xn--gmqw5a.xn--j6w193g", "*.\u043e\u0440\u0433.\u0441\u0440\u0431",
+])
+def test_wildcard_over_a_public_suffix_is_a_load_error_at_its_line(entry):
+    err = load_error(f"allow: selected\ndomains:\n  - a.example.com\n  - '{entry}'\ncredentials: true\n")
+    assert (err.file, err.line) == ("flows/x.yaml", 6)
+    assert "public suffix" in err.message and "too broad" in err.message
+
+
+@pytest.mark.parametrize("entry, origin", [
+    ("*.example.co.uk", "https://app.example.co.uk"),
+    ("*.myname.github.io", "https://docs.myname.github.io"),
+    ("*.example.com", "https://a.example.com"),
+    ("*.example.test", "https://app.example.test"),
+    ("*.city.kobe.jp", "https://www.city.kobe.jp"),
+])
+def test_wildcard_under_a_registrable_domain_still_loads(entry, origin):
+    answer = merged(flow("GET", f"allow: selected\ndomains: '{entry}'\ncredentials: true\n"))
+    assert answer.allows_origin(origin)
+
+
+def test_the_public_suffix_list_is_read_without_the_network(monkeypatch):
+    import socket
+
+    from flowlet.security import cors as cors_module
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the public suffix list must not be downloaded")
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    cors_module._public_suffixes.cache_clear()
+    assert "public suffix" in load_error("allow: selected\ndomains: '*.github.io'\n").message
+
+
 def test_null_domains_is_a_load_error():
     for body in ("allow: selected\ndomains: null\n", "allow: selected\ndomains: [null]\n"):
         err = load_error(body)

@@ -11,6 +11,7 @@ from flowlet.errors import ConfigError, HTTPError
 from flowlet.http import Request
 from flowlet.secrets.model import JwtSecret, ValueSecret
 from flowlet.security.auth import compile_auth, parse_auth
+from flowlet.security.runtime import AuthRuntime
 from flowlet.security.scopes import ScopePolicy, compile_rule, parse_scope_rule
 from flowlet.source import load_yaml
 from fakes import View, request
@@ -215,7 +216,8 @@ def test_scope_expr_line_is_reported_through_compile_auth():
     text = "type: jwt\nsecret: j\nscope_expr: \"'a' in\"\n"
     cfg = parse_auth(load_yaml(text, "flows/a.yaml"))
     with pytest.raises(ConfigError) as err:
-        compile_auth(cfg, realm="r", secrets=View(JwtSecret("j", hs_key=b"k" * 32)), compile_expr=raw_cel)
+        compile_auth(cfg, realm="r", secrets=View(JwtSecret("j", hs_key=b"k" * 32)), runtime=AuthRuntime(),
+                     compile_expr=raw_cel)
     assert (err.value.file, err.value.line) == ("flows/a.yaml", 3)
 
 
@@ -225,14 +227,14 @@ def test_secret_in_scope_expr_is_refused_even_when_the_value_secret_exists():
     view = View(JwtSecret("j", hs_key=b"k" * 32), ValueSecret("v", "x"))
     for compiler in (raw_cel, lead_cel):
         with pytest.raises(ConfigError) as err:
-            compile_auth(cfg, realm="r", secrets=view, compile_expr=compiler)
+            compile_auth(cfg, realm="r", secrets=view, runtime=AuthRuntime(), compile_expr=compiler)
         assert err.value.line == 3
 
 
 def test_compiled_scope_policy_uses_the_workspace_realm():
     cfg = parse_auth(load_yaml("type: jwt\nsecret: j\nscope: a\n", "flows/a.yaml"))
     _, scope = compile_auth(cfg, realm='my "shop"', secrets=View(JwtSecret("j", hs_key=b"k" * 32)),
-                            compile_expr=raw_cel)
+                            runtime=AuthRuntime(), compile_expr=raw_cel)
     with pytest.raises(HTTPError) as err:
         scope.check(auth(["b"]), request(), {})
     assert dict(err.value.headers)[b"www-authenticate"] == b'Bearer realm="my \\"shop\\"", error="insufficient_scope"'

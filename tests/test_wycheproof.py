@@ -32,8 +32,9 @@ from joserfc.jwk import JWKRegistry
 
 from flowlet.errors import HTTPError
 from flowlet.secrets.model import JwtSecret
-from flowlet.security.jwt import (SUPPORTED_ALGORITHMS, InvalidToken, JwtPolicy, keyset_from_jwks,
-                                  keyset_from_secret, verify_signature)
+from flowlet.jose import SUPPORTED_ALGORITHMS
+from flowlet.security.jwt import InvalidToken, JwtPolicy, keyset_from_jwks, keyset_from_secret, verify_signature
+from flowlet.security.runtime import AuthRuntime
 from fakes import View, refused, request, run
 
 VECTORS = Path(__file__).parent / "data" / "wycheproof_json_web_signature_test.json"
@@ -219,9 +220,9 @@ def test_rfc7515_a1_passes_the_whole_policy_before_its_exp():
     view = View(_rfc_secret(jwk))
     bearer = request([("authorization", f"Bearer {token}")])
 
-    before = JwtPolicy("rfc", realm="r", secrets=view, clock=lambda: 1300819380 - 100)
+    before = JwtPolicy("rfc", realm="r", secrets=view, runtime=AuthRuntime(clock=lambda: 1300819380 - 100))
     auth = run(before.authenticate(bearer))
     assert auth == {"type": "jwt", "user": None, "scopes": [],
                     "claims": {"iss": "joe", "exp": 1300819380, "http://example.com/is_root": True}}
-    after = JwtPolicy("rfc", realm="r", secrets=view, clock=lambda: 1300819380 + 61)
+    after = JwtPolicy("rfc", realm="r", secrets=view, runtime=AuthRuntime(clock=lambda: 1300819380 + 61))
     assert "expired" in refused(after, bearer).message

@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
-"""Finding 1 of docs/benchmarks.md: the cost of a first-seen JWT before and after the
-verification cache reaches its bound (10,000 entries), with the current
-``flowlet.security.expiring.remember`` and with the suggested batch eviction.
+"""The cost of a first-seen JWT before and after the verification cache reaches its bound
+(10,000 entries): eviction must stay O(1) per insert (docs/benchmarks.md, finding 1).
 
     python bench/experiments/cache_bound.py
 """
@@ -23,14 +22,7 @@ from flowlet.http import Request  # noqa: E402
 from flowlet.secrets.store import open_store  # noqa: E402
 from flowlet.secrets.view import SecretsView  # noqa: E402
 import flowlet.security.jwt as J  # noqa: E402
-
-
-def remember_batched(cache, key, until, value, *, limit, now):
-    if len(cache) >= limit:
-        live = [item for item in list(cache.items()) if item[1][0] > now]
-        cache.clear()
-        cache.update(live[len(live) - limit // 2:])
-    cache[key] = (until, value)
+from flowlet.security.runtime import AuthRuntime  # noqa: E402
 
 
 def main() -> None:
@@ -39,10 +31,8 @@ def main() -> None:
     m.build()
     view = SecretsView(open_store(m.ws))
     loop = asyncio.new_event_loop()
-    for label, fn in (("current remember()", J.remember), ("batched eviction", remember_batched)):
-        J.remember = fn
-        policy = J.JwtPolicy("hs", realm="b", secrets=view)
-        policy.verifier.cache.clear()
+    for label in ("ExpiringCache",):
+        policy = J.JwtPolicy("hs", realm="b", secrets=view, runtime=AuthRuntime())
         reqs = [Request(scope_for(t)) for t in tokens_for(m.glue, "hs", "HS256", 14000)]
 
         async def run(rs):
@@ -54,7 +44,7 @@ def main() -> None:
             t0 = time.perf_counter()
             loop.run_until_complete(run(reqs[a:b]))
             dt = time.perf_counter() - t0
-            print(f"tokens {a}..{b}: {dt / (b - a) * 1e6:.1f} us each (cache size {len(policy.verifier.cache)})")
+            print(f"tokens {a}..{b}: {dt / (b - a) * 1e6:.1f} us each (cache size {len(policy._v.cache)})")
 
 
 if __name__ == "__main__":

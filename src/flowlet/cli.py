@@ -41,12 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_routes)
 
-    try:
-        from flowlet import cli_secrets
-    except ImportError:  # pragma: no cover - during development only
-        cli_secrets = None
-    if cli_secrets is not None:
-        cli_secrets.add_commands(sub)
+    from flowlet import cli_secrets
+    cli_secrets.add_commands(sub)
 
     args = parser.parse_args(argv)
     try:

@@ -8,9 +8,9 @@ from typing import Any
 from flowlet.errors import ConfigError
 from flowlet.expr import BASE_VARIABLES, compile_value
 from flowlet.flows.steps import RunContext, StepFailed, compile_step
+from flowlet.headers import is_token
 from flowlet.source import YMap, check_keys, expect_map
 
-_HEADER_NAME = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 JSON_CT = (b"content-type", b"application/json")
 
 
@@ -117,7 +117,7 @@ def compile_flow(doc: YMap, *, root, secrets: Any) -> Flow:
     if not isinstance(headers_raw, dict):
         raise respond.error("'headers' must be a mapping", "headers")
     for name in headers_raw:
-        if not isinstance(name, str) or not name or not set(name) <= _HEADER_NAME:
+        if not isinstance(name, str) or not is_token(name):
             raise headers_raw.error(f"bad header name {name!r}", name)
     headers = compile_value(headers_raw, respond.where("headers"), allowed=final, secrets=secrets)
     has_body = "body" in respond

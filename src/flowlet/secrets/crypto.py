@@ -16,12 +16,15 @@ import os
 import urllib.parse
 from typing import Any
 
-from cryptography import x509
 from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from joserfc.jwk import Key
 
+from flowlet.jose import (HS_MIN_BYTES, RSA_MIN_BITS, SUPPORTED_ALGORITHMS, import_jwk, import_oct,
+                          import_pem, key_algorithms, load_pem_public, looks_private, native_key_type)
 from flowlet.secrets.model import JwtSecret
 
 # ---- the envelope --------------------------------------------------------------------------
@@ -74,16 +77,6 @@ class KeyMaterialError(ValueError):
     """Key material that cannot be used as asked; the message is safe to print."""
 
 
-HS_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}  # RFC 7518 3.2: key >= hash size
-RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
-EC_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
-OKP_ALGORITHMS = {"Ed25519": ("EdDSA", "Ed25519"), "Ed448": ("EdDSA", "Ed448")}
-SUPPORTED_ALGORITHMS = (tuple(HS_MIN_BYTES) + RSA_ALGORITHMS + tuple(EC_ALGORITHMS.values())
-                        + ("EdDSA", "Ed25519", "Ed448"))
-RSA_MIN_BITS = 2048  # RFC 7518 3.3
-_EC_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
-
-
 def parse_algorithms(text: str) -> tuple[str, ...]:
     """``"RS256, ES256"`` -> ("RS256", "ES256"); unknown names are errors."""
     names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
@@ -121,41 +114,29 @@ def hs_algorithms(key: bytes, requested: tuple[str, ...] | None) -> tuple[str, .
     return algorithms
 
 
-def _public_allowed(public_key: Any) -> tuple[tuple[str, ...], str]:
+def _public_allowed(public_key: PublicKeyTypes) -> tuple[tuple[str, ...], str]:
     """(allowed algorithms, default first; a description) for a cryptography public key."""
-    if isinstance(public_key, rsa.RSAPublicKey):
-        if public_key.key_size < RSA_MIN_BITS:
-            raise KeyMaterialError(f"RSA keys must have at least {RSA_MIN_BITS} bits; "
-                                   f"this one has {public_key.key_size}")
-        return RSA_ALGORITHMS, "an RSA key"
+    kty, curve = native_key_type(public_key)
+    if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size < RSA_MIN_BITS:
+        raise KeyMaterialError(f"RSA keys must have at least {RSA_MIN_BITS} bits; "
+                               f"this one has {public_key.key_size}")
+    allowed = key_algorithms(kty, curve)
+    if allowed:
+        return allowed, "an RSA key" if kty == "RSA" else f"{'an' if kty == 'OKP' else 'a'} {curve} key"
     if isinstance(public_key, ec.EllipticCurvePublicKey):
-        crv = _EC_CURVES.get(public_key.curve.name)
-        if crv is None:
-            raise KeyMaterialError(f"EC curve {public_key.curve.name} is not supported "
-                                   "(use P-256, P-384 or P-521)")
-        return (EC_ALGORITHMS[crv],), f"a {crv} key"
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
-        return OKP_ALGORITHMS["Ed25519"], "an Ed25519 key"
-    if isinstance(public_key, ed448.Ed448PublicKey):
-        return OKP_ALGORITHMS["Ed448"], "an Ed448 key"
+        raise KeyMaterialError(f"EC curve {public_key.curve.name} is not supported "
+                               "(use P-256, P-384 or P-521)")
     raise KeyMaterialError(f"unsupported key type {type(public_key).__name__} "
                            "(use RSA, EC P-256/P-384/P-521 or Ed25519)")
-
-
-def _looks_private(data: bytes) -> bool:
-    return b"PRIVATE KEY-----" in data
 
 
 def load_public_pem(data: bytes, requested: tuple[str, ...] | None = None,
                     what: str = "the public key") -> tuple[bytes, tuple[str, ...]]:
     """A PEM public key (or certificate) -> (normalized SubjectPublicKeyInfo PEM, algorithms)."""
-    if _looks_private(data):
+    if looks_private(data):
         raise KeyMaterialError(f"{what} is a private key; use --private-key for signing keys")
     try:
-        if b"-----BEGIN CERTIFICATE-----" in data:
-            public_key = x509.load_pem_x509_certificate(data).public_key()
-        else:
-            public_key = serialization.load_pem_public_key(data)
+        public_key = load_pem_public(data)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise KeyMaterialError(f"{what} is not a PEM public key or certificate") from None
     allowed, desc = _public_allowed(public_key)
@@ -188,8 +169,6 @@ def algorithms_for_jwk(key: dict) -> tuple[str, ...]:
 
     Raises KeyMaterialError for keys that cannot verify signatures here.
     """
-    from joserfc.jwk import JWKRegistry
-
     if not isinstance(key, dict):
         raise KeyMaterialError("is not a JSON object")
     kty = key.get("kty")
@@ -202,7 +181,7 @@ def algorithms_for_jwk(key: dict) -> tuple[str, ...]:
     if key.get("use") not in (None, "sig"):
         raise KeyMaterialError(f"is for use {key.get('use')!r}, not signatures")
     try:
-        imported = JWKRegistry.import_key(key)
+        imported = import_jwk(key)
         public_key = imported.raw_value
     except Exception:  # joserfc raises many kinds; all mean "not a usable key"
         raise KeyMaterialError("is not a valid JWK") from None
@@ -267,40 +246,21 @@ def check_jwks_url(url: str) -> str:
 
 # ---- key ids and signing -------------------------------------------------------------------
 
-def _jwk_from_pem(pem: bytes) -> Any:
-    from joserfc.jwk import ECKey, OKPKey, RSAKey
-
-    if _looks_private(pem):
-        key = serialization.load_pem_private_key(pem, password=None).public_key()
-    else:
-        key = serialization.load_pem_public_key(pem)
-    if isinstance(key, rsa.RSAPublicKey):
-        cls = RSAKey
-    elif isinstance(key, ec.EllipticCurvePublicKey):
-        cls = ECKey
-    else:
-        cls = OKPKey
-    return cls, cls.import_key(pem)
-
-
 def key_ids(secret: JwtSecret) -> list[str]:
     """Key ids a `secrets list` shows: thumbprints (RFC 7638) of PEM keys, kids of a key set."""
     if secret.private_pem is not None or secret.public_pem is not None:
-        _cls, key = _jwk_from_pem(secret.private_pem or secret.public_pem)
-        return [key.thumbprint()]
+        return [import_pem(secret.private_pem or secret.public_pem).thumbprint()]
     if secret.jwks is not None:
         return [k["kid"] for k in secret.jwks.get("keys", []) if isinstance(k, dict) and k.get("kid")]
     return []
 
 
-def signing_key(secret: JwtSecret) -> tuple[Any, str | None]:
+def signing_key(secret: JwtSecret) -> tuple[Key, str | None]:
     """The joserfc key `flowlet token` signs with, and the kid for the header (or None)."""
-    from joserfc.jwk import OctKey
-
     if secret.hs_key is not None:
-        return OctKey.import_key(secret.hs_key), None
+        return import_oct(secret.hs_key), None
     if secret.private_pem is not None:
-        _cls, key = _jwk_from_pem(secret.private_pem)
+        key = import_pem(secret.private_pem, public=False)
         return key, key.thumbprint()
     raise KeyMaterialError(f"secret {secret.name!r} holds only verification keys and cannot sign "
                            "tokens; set it with --hs-key-stdin or --private-key")

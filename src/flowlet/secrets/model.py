@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Union
+from typing import Any, ClassVar, Mapping, Protocol, Union
 
 SECRET_TYPES = ("basic", "jwt", "value")
 
@@ -104,6 +104,13 @@ class ValueSecret:
 
 
 Secret = Union[BasicSecret, JwtSecret, ValueSecret]
+
+
+class SecretsSource(Protocol):
+    """Where compiled policies read secrets from (a SecretsView): the same object comes back
+    until the secret changes, so a policy may key its caches on identity."""
+
+    def get(self, name: str) -> Secret | None: ...
 
 
 # ---- plaintext form: what gets encrypted -------------------------------------------------

@@ -47,9 +47,6 @@ class SecretsView:
     def get_key(self, name: str) -> bytes | None:
         return self._keys.get(name)
 
-    def names(self) -> list[str]:
-        return sorted(self._secrets)
-
     @property
     def version(self) -> int | None:
         return self._version

@@ -15,22 +15,23 @@ looks the secret up and builds the endpoint's :class:`AuthPolicy` and :class:`Sc
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Union
+from typing import Any, Protocol, Union
 
 from flowlet.errors import ConfigError
+from flowlet.headers import is_token
 from flowlet.http import Request
+from flowlet.secrets.model import SecretsSource
 from flowlet.security.basic import BasicPolicy
 from flowlet.security.jwt import JwtPolicy
-from flowlet.security.scopes import ScopePolicy, parse_scope_rule
+from flowlet.security.runtime import AuthRuntime
+from flowlet.security.scopes import CompileExpr, ScopePolicy, ScopeRule, parse_scope_rule
 from flowlet.source import YMap, check_keys, get_str
 
 OPEN_AUTH = {"type": "none", "user": None, "claims": {}, "scopes": []}
 
 AUTH_TYPES = ("none", "basic", "jwt")
 _KEYS = ("type", "secret", "scope", "scope_expr", "token_cookie")
-_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")     # RFC 6265 cookie-name (a token)
 
 Where = tuple[Union[str, None], int]
 
@@ -45,7 +46,7 @@ class AuthConfig:
 
     type: str
     secret: str | None = None
-    scope: Any = None
+    scope: ScopeRule | None = None
     scope_expr: str | None = None
     token_cookie: str | None = None
     where: Where = (None, 1)           # the block
@@ -101,7 +102,7 @@ def parse_auth(raw: YMap) -> AuthConfig:
         if scope_expr.lstrip().startswith("="):
             scope_expr = scope_expr.lstrip()[1:]     # the flow-value habit: "=expr" means expr here too
     token_cookie = get_str(raw, "token_cookie", None)
-    if token_cookie is not None and not _COOKIE_NAME.fullmatch(token_cookie):
+    if token_cookie is not None and not is_token(token_cookie):     # RFC 6265 cookie-name
         raise raw.error(f"invalid cookie name {token_cookie!r}", "token_cookie")
     return AuthConfig(kind, secret, _plain(scope), scope_expr, token_cookie, where=raw.where(),
                       secret_where=raw.where("secret"), scope_where=scope_where)
@@ -115,9 +116,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def compile_auth(cfg: AuthConfig, *, realm: str, secrets: Any,
-                 compile_expr: Callable[[str, Where], Any]) -> tuple[AuthPolicy | None, ScopePolicy | None]:
-    """Build the endpoint's policies. The secret must exist and be of the matching type."""
+def compile_auth(cfg: AuthConfig, *, realm: str, secrets: SecretsSource, runtime: AuthRuntime,
+                 compile_expr: CompileExpr) -> tuple[AuthPolicy | None, ScopePolicy | None]:
+    """Build the endpoint's policies. The secret must exist and be of the matching type;
+    ``runtime`` (the workspace's) keeps what endpoints sharing a secret share."""
     if cfg.type == "none":
         return None, None
     secret = secrets.get(cfg.secret)
@@ -132,11 +134,11 @@ def compile_auth(cfg: AuthConfig, *, realm: str, secrets: Any,
                           f"{cfg.type} secret", *cfg.secret_where)
     policy: AuthPolicy
     if cfg.type == "basic":
-        basic = BasicPolicy(cfg.secret, realm=realm, secrets=secrets)
+        basic = BasicPolicy(cfg.secret, realm=realm, secrets=secrets, runtime=runtime)
         basic.prepare()
         policy = basic
     else:
-        jwt = JwtPolicy(cfg.secret, realm=realm, secrets=secrets, token_cookie=cfg.token_cookie)
+        jwt = JwtPolicy(cfg.secret, realm=realm, secrets=secrets, runtime=runtime, token_cookie=cfg.token_cookie)
         try:
             jwt.prepare()
         except ValueError as exc:

@@ -27,38 +27,25 @@ import logging
 import os
 import re
 import secrets as _random
-import threading
-import time
-import weakref
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Mapping
 
 from argon2 import Parameters, PasswordHasher, extract_parameters
 
 from flowlet.errors import HTTPError
+from flowlet.headers import www_authenticate_basic
 from flowlet.http import Request
-from flowlet.security.expiring import remember
-from flowlet.security.scopes import quote_realm
+from flowlet.secrets.model import BasicSecret, Secret, SecretsSource
+from flowlet.security.expiring import ExpiringCache
+from flowlet.security.runtime import AuthRuntime
 
 log = logging.getLogger("flowlet.auth")
 
 CACHE_TTL = 60.0               # seconds a successful verification is remembered
 CACHE_MAX = 4096               # remembered credentials per secret
+CACHE_MAX_BYTES = 8 << 20      # their estimated size at most (a user name may be long)
 MAX_HEADER = 4096              # longer Authorization values are refused before decoding
 _CTL = re.compile(r"[\x00-\x1f\x7f]")
-
-# argon2 needs ~64 MiB and ~0.2 s per verification: a small dedicated pool bounds memory and
-# keeps a flood of wrong passwords from starving the default executor that flows use.
-_POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="argon2")
-# Password checks waiting or running in this process at most; more get 429 at once, so a
-# flood of wrong passwords cannot queue minutes of argon2 work (64 MiB each) behind it.
-MAX_QUEUED = 32
-_queued = 0
-
-
-def www_authenticate_basic(realm: str) -> bytes:
-    return f'Basic realm="{quote_realm(realm)}", charset="UTF-8"'.encode("utf-8")
 
 
 def parse_basic(value: str) -> tuple[str, str] | None:
@@ -109,7 +96,7 @@ def _dummy_hash_for(fields: tuple) -> str:
     return PasswordHasher.from_parameters(Parameters(*fields)).hash(_random.token_urlsafe(24))
 
 
-def _params_of(users: dict) -> Parameters:
+def _params_of(users: Mapping[str, str]) -> Parameters:
     """The argon2 parameters of the secret's hashes (so a dummy verification costs the same)."""
     for phc in users.values():
         try:
@@ -123,19 +110,20 @@ def _params_of(users: dict) -> Parameters:
 class _Verifier:
     """Per secret (shared by the endpoints that use it): the verification cache."""
 
-    def __init__(self, name: str, secrets: Any, clock: Callable[[], float]):
+    def __init__(self, name: str, secrets: SecretsSource, runtime: AuthRuntime):
         self.name = name
         self.secrets = secrets
-        self.clock = clock
+        self.clock = runtime.monotonic
+        self.hashing = runtime.hashing
         # HMAC-SHA256 under a per-process random key (keyed once; copied per request)
         self.mac = hmac.new(os.urandom(32), digestmod=hashlib.sha256)
-        self.secret: Any = None
-        self.cache: dict[bytes, tuple[float, dict]] = {}
-        self.inflight: dict[bytes, asyncio.Future] = {}
+        self.secret: Secret | None = None
+        self.cache: ExpiringCache[bytes, dict] = ExpiringCache(CACHE_MAX, CACHE_MAX_BYTES)
+        self.inflight: dict[bytes, asyncio.Future[bool]] = {}
         self.hasher = PasswordHasher()
         self.dummy: str | None = None
 
-    def sync(self) -> Any:
+    def sync(self) -> Secret | None:
         """The current secret; drops the cache when it changed."""
         secret = self.secrets.get(self.name)
         if secret is not self.secret:
@@ -147,10 +135,10 @@ class _Verifier:
     def prepare(self) -> None:
         """Load-time warm-up: the dummy hash costs one argon2 hash, better now than mid-request."""
         secret = self.sync()
-        if secret is not None and getattr(secret, "type", None) == "basic":
+        if isinstance(secret, BasicSecret):
             self.dummy = _dummy_hash(_params_of(secret.users))
 
-    def check_password(self, users: dict, user: str, password: str) -> bool:
+    def check_password(self, users: Mapping[str, str], user: str, password: str) -> bool:
         """Runs in a worker thread. Always exactly one argon2 verification."""
         phc = users.get(user)
         if phc is None:
@@ -162,7 +150,10 @@ class _Verifier:
 
     def remember(self, key: bytes, auth: dict) -> None:
         now = self.clock()
-        remember(self.cache, key, now + CACHE_TTL, auth, limit=CACHE_MAX, now=now)
+        self.cache.put(key, now + CACHE_TTL, auth, size=len(auth["user"]), now=now)
+
+    def close(self) -> None:
+        self.cache.clear()
 
 
 def _verify(hasher: PasswordHasher, phc: str, password: str) -> bool:
@@ -172,33 +163,13 @@ def _verify(hasher: PasswordHasher, phc: str, password: str) -> bool:
         return False
 
 
-_VERIFIERS: "weakref.WeakKeyDictionary[Any, dict[str, _Verifier]]" = weakref.WeakKeyDictionary()
-_VERIFIERS_LOCK = threading.Lock()
-
-
-def _shared_verifier(name: str, secrets: Any, clock: Callable[[], float]) -> _Verifier:
-    """One verifier per (SecretsView, secret name) so endpoints sharing a secret share its cache."""
-    if clock is not time.monotonic:
-        return _Verifier(name, secrets, clock)
-    with _VERIFIERS_LOCK:
-        try:
-            per_view = _VERIFIERS.setdefault(secrets, {})
-        except TypeError:   # a view that cannot be weakly referenced: no sharing
-            return _Verifier(name, secrets, clock)
-        verifier = per_view.get(name)
-        if verifier is None:
-            verifier = per_view[name] = _Verifier(name, secrets, clock)
-        return verifier
-
-
 class BasicPolicy:
     """``auth: {type: basic, secret: NAME}`` compiled for one endpoint."""
 
     __slots__ = ("_v", "_missing", "_invalid", "_busy")
 
-    def __init__(self, secret_name: str, *, realm: str, secrets: Any,
-                 clock: Callable[[], float] = time.monotonic):
-        self._v = _shared_verifier(secret_name, secrets, clock)
+    def __init__(self, secret_name: str, *, realm: str, secrets: SecretsSource, runtime: AuthRuntime):
+        self._v = runtime.shared("basic", secret_name, lambda: _Verifier(secret_name, secrets, runtime))
         challenge = ((b"www-authenticate", www_authenticate_basic(realm)),)
         self._missing = HTTPError(401, "authentication required", challenge)
         self._invalid = HTTPError(401, "invalid user name or password", challenge)
@@ -220,16 +191,14 @@ class BasicPolicy:
         mac = v.mac.copy()
         mac.update(decoded.replace(b":", b"\0", 1))      # user NUL password
         key = mac.digest()
-        entry = v.cache.get(key)
-        if entry is not None:
-            if entry[0] > v.clock():
-                return entry[1]
-            v.cache.pop(key, None)
+        auth = v.cache.get(key, v.clock())
+        if auth is not None:
+            return auth
         return await self._verify_slow(secret, value, key)
 
-    async def _verify_slow(self, secret: Any, value: str, key: bytes) -> dict:
+    async def _verify_slow(self, secret: Secret | None, value: str, key: bytes) -> dict:
         v = self._v
-        if secret is None or getattr(secret, "type", None) != "basic":
+        if not isinstance(secret, BasicSecret):
             log.error("basic auth: secret %r is missing or not a basic secret; request refused", v.name)
             raise self._fail(self._invalid)
         parsed = parse_basic(value)
@@ -241,20 +210,17 @@ class BasicPolicy:
         if pending is not None and pending.get_loop() is loop:
             ok = await asyncio.shield(pending)
         else:
-            global _queued
-            if _queued >= MAX_QUEUED:
-                log.warning("basic auth: %d password checks already queued; answering 429", _queued)
+            if v.hashing.queued >= v.hashing.max_queued:
+                log.warning("basic auth: %d password checks already queued; answering 429", v.hashing.queued)
                 raise self._fail(self._busy)
             pending = loop.create_future()
             v.inflight[key] = pending
             ok = False
-            _queued += 1
             try:
-                ok = await loop.run_in_executor(_POOL, v.check_password, secret.users, user, password)
+                ok = await v.hashing.run(v.check_password, secret.users, user, password)
             except Exception:
                 log.exception("basic auth: verification failed unexpectedly (secret %r)", v.name)
             finally:
-                _queued -= 1
                 if v.inflight.get(key) is pending:
                     v.inflight.pop(key, None)
                 if not pending.done():

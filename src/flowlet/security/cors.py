@@ -29,11 +29,14 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable
 
 import idna
+from publicsuffixlist import PublicSuffixList
 
 from flowlet.errors import ConfigError
+from flowlet.headers import is_token
 from flowlet.http import Request
 from flowlet.source import YList, YMap, check_keys, get_bool, get_int, get_str
 
@@ -48,7 +51,6 @@ _METHOD_RANK = {m: i for i, m in enumerate(("PUT", "POST", "PATCH", "DELETE", "G
 _CACHE_MAX = 512             # distinct Origin strings remembered per path
 _ORIGIN_MAX = 300            # longer than any valid origin (253-byte host + scheme + port)
 
-_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")     # RFC 9110 header-name token
 _LABEL_RE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 _REQ_LABEL_RE = re.compile(r"[a-z0-9_-]{1,63}")
 # An Origin as browsers serialize it: scheme "://" host [":" port], nothing else.
@@ -139,12 +141,24 @@ def parse_domain(entry: str) -> DomainPattern:
         if not (len(suffix) >= 2 or suffix == ("localhost",)) or suffix[-1].isdigit():
             raise ConfigError(f"domain entry {entry!r} is too broad: '*' needs a registered "
                               f"domain after it, such as *.example.com")
+        if suffix != ("localhost",) and _public_suffixes().is_public(".".join(suffix)):
+            raise ConfigError(f"domain entry {entry!r} is too broad: {'.'.join(suffix)} is a public "
+                              f"suffix, where anyone can register a domain, so '*' would allow "
+                              f"other people's sites; name your own domain, such as "
+                              f"*.example.{'.'.join(suffix)}")
     else:
         prefix, suffix = labels, ()
     host_text = ".".join(labels)
     default = port == _DEFAULT_PORT[scheme]
     canonical = f"{scheme}://{host_text}" + ("" if default else f":{port}")
     return DomainPattern(scheme, prefix, suffix, wildcard, port, canonical)
+
+
+@lru_cache(maxsize=1)
+def _public_suffixes() -> PublicSuffixList:
+    """The Public Suffix List (ICANN and private sections) bundled with the package: read once,
+    when the first wildcard entry is checked; nothing is downloaded."""
+    return PublicSuffixList()
 
 
 def _pattern_host_labels(host: str, entry: str) -> tuple[str, ...]:
@@ -264,7 +278,7 @@ def parse_cors(raw: Any) -> CorsConfig:
         if name == "*":
             raise ConfigError("headers: '*' is not supported: list the header names the front "
                               "end sends", raw.file, line)
-        if not _TOKEN_RE.fullmatch(name):
+        if not is_token(name):
             raise ConfigError(f"headers: {name!r} is not a valid header name", raw.file, line)
         if name.lower() not in seen:
             seen.add(name.lower())
@@ -456,20 +470,32 @@ def merge_path(path: str, flows: list[FlowCorsInput],
         return None, []
     star = [f for f in members if f.cors.allow == "all"]
     if star:
-        for f in members:
-            if f.cors.credentials:
-                file, line = f.cors.where("credentials")
-                raise ConfigError(
-                    f"{f.method} {path}: credentials: true cannot share a path with "
-                    f"{star[0].method}'s allow: all (all methods of a path share one CORS "
-                    f"answer, and browsers refuse credentials with '*')", file, line)
-        for f in flows:
-            if f.csrf:
-                raise ConfigError(
-                    f"{f.method} {path}: csrf: true on a path whose CORS answer is allow: all "
-                    f"(from {star[0].method}): every origin would pass the CSRF origin check",
-                    *f.where)
+        _check_star(path, flows, members, star)
+    answer, domain_src, header_src = _merged(members, star, csrf_header)
+    return answer, _widening_warnings(path, members, star, answer, domain_src, header_src, csrf_header)
 
+
+def _check_star(path: str, flows: list[FlowCorsInput], members: list[FlowCorsInput],
+                star: list[FlowCorsInput]) -> None:
+    """allow: all on a path admits neither credentials nor CSRF protection on it."""
+    for f in members:
+        if f.cors.credentials:
+            file, line = f.cors.where("credentials")
+            raise ConfigError(
+                f"{f.method} {path}: credentials: true cannot share a path with "
+                f"{star[0].method}'s allow: all (all methods of a path share one CORS "
+                f"answer, and browsers refuse credentials with '*')", file, line)
+    for f in flows:
+        if f.csrf:
+            raise ConfigError(
+                f"{f.method} {path}: csrf: true on a path whose CORS answer is allow: all "
+                f"(from {star[0].method}): every origin would pass the CSRF origin check",
+                *f.where)
+
+
+def _merged(members: list[FlowCorsInput], star: list[FlowCorsInput],
+            csrf_header: str) -> tuple[PathCors, dict[str, list[str]], dict[str, list[str]]]:
+    """The path's answer, and why each domain and header is in it (for the warnings)."""
     domains: dict[str, DomainPattern] = {}
     headers: dict[str, str] = {}                  # lower -> spelling
     header_src: dict[str, list[str]] = {}         # lower -> reasons
@@ -489,14 +515,19 @@ def merge_path(path: str, flows: list[FlowCorsInput],
         if f.csrf:
             headers.setdefault(csrf_header.lower(), csrf_header)
             header_src.setdefault(csrf_header.lower(), []).append(f"{f.method} requires CSRF")
-    allow = "all" if star else "selected"
-    credentials = any(f.cors.credentials for f in members)
-    max_age = max(f.cors.max_age for f in members)
-    answer = PathCors(methods=[f.method for f in members], allow=allow,
+    answer = PathCors(methods=[f.method for f in members], allow="all" if star else "selected",
                       domains=() if star else domains.values(), headers=headers.values(),
-                      credentials=credentials, max_age=max_age)
+                      credentials=any(f.cors.credentials for f in members),
+                      max_age=max(f.cors.max_age for f in members))
+    return answer, domain_src, header_src
 
+
+def _widening_warnings(path: str, members: list[FlowCorsInput], star: list[FlowCorsInput],
+                       answer: PathCors, domain_src: dict[str, list[str]],
+                       header_src: dict[str, list[str]], csrf_header: str) -> list[ConfigError]:
+    """One warning per flow and aspect in which the merged answer is wider than the flow's own."""
     warnings: list[ConfigError] = []
+    credentials, max_age = answer.credentials, answer.max_age
 
     def warn(f: FlowCorsInput, key: str, message: str) -> None:
         file, line = f.cors.where(key)
@@ -534,7 +565,7 @@ def merge_path(path: str, flows: list[FlowCorsInput],
             warn(f, "max_age", f"preflights cached for {max_age} s, not {cfg.max_age} s, "
                                f"because {', '.join(sources)} "
                                f"{'sets' if len(sources) == 1 else 'set'} max_age: {max_age}")
-    return answer, warnings
+    return warnings
 
 
 def _names(flows: list[FlowCorsInput]) -> str:

@@ -23,9 +23,10 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
 from flowlet.errors import ConfigError, HTTPError
+from flowlet.headers import TOKEN_CHARS, is_token
 from flowlet.http import Request
 from flowlet.secrets.store import StoreError
 from flowlet.security.cors import parse_origin
@@ -43,8 +44,6 @@ DEFAULT_COOKIE = "csrf"
 DEFAULT_HEADER = "X-CSRF-TOKEN"
 DEFAULT_GRACE_S = 86400
 
-# RFC 9110 token: the grammar of header names and (RFC 6265) cookie names.
-_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 METHOD_OVERRIDE_HEADERS = ("x-http-method-override", "x-http-method", "x-method-override")
@@ -96,8 +95,8 @@ def parse_csrf_settings(raw: YMap | None) -> CsrfSettings:
         raise ConfigError("'csrf' must be a mapping with cookie, header, grace_s")
     check_keys(raw, ("cookie", "header", "grace_s"), "csrf")
     cookie = get_str(raw, "cookie", DEFAULT_COOKIE)
-    if not _TOKEN_RE.fullmatch(cookie):
-        raise raw.error(f"'cookie' must be a cookie name (letters, digits and !#$%&'*+-.^_`|~); "
+    if not is_token(cookie):
+        raise raw.error(f"'cookie' must be a cookie name ({TOKEN_CHARS}); "
                         f"got {cookie!r}", "cookie")
     if cookie.lower().startswith("__host-"):
         # Browsers only accept __Host- cookies with Path=/ and no Domain; ours has
@@ -105,8 +104,8 @@ def parse_csrf_settings(raw: YMap | None) -> CsrfSettings:
         raise raw.error("'cookie' must not start with __Host- (the CSRF cookie is scoped to "
                         "Path=<api_prefix>, which browsers refuse for __Host- cookies)", "cookie")
     header = get_str(raw, "header", DEFAULT_HEADER)
-    if not _TOKEN_RE.fullmatch(header):
-        raise raw.error(f"'header' must be a header name (letters, digits and !#$%&'*+-.^_`|~); "
+    if not is_token(header):
+        raise raw.error(f"'header' must be a header name ({TOKEN_CHARS}); "
                         f"got {header!r}", "header")
     lower = header.lower()
     if lower in _UNUSABLE_HEADERS or lower.startswith(("sec-", "proxy-")):
@@ -173,12 +172,12 @@ def rotate(store: _KeyStore, *, clock: Callable[[], float] = time.time) -> None:
 class _KeyState:
     """HMAC objects derived once per key change; requests only ``copy()`` them."""
 
-    current: Any                     # hmac.HMAC keyed with the current key
-    previous: Any | None             # hmac.HMAC keyed with the previous key, if any
+    current: hmac.HMAC               # keyed with the current key
+    previous: hmac.HMAC | None       # keyed with the previous key, if any
     rotated_at: float                # when ``current`` replaced ``previous``
 
 
-def _mac(base: Any, token: bytes) -> str:
+def _mac(base: hmac.HMAC, token: bytes) -> str:
     h = base.copy()
     h.update(token)
     return _b64url(h.digest())

@@ -11,8 +11,9 @@ Three layers, each usable alone (the Wycheproof and RFC vectors run against the 
    ``nbf``/``iat`` with the secret's leeway; ``iss``/``aud`` when the secret names them.
 3. :class:`JwtPolicy` -- reads the token (``Authorization: Bearer`` or the configured cookie,
    nothing else), keeps a verified-token cache (key: SHA-256 of the token; entries end when the
-   token does; dropped when the secret object changes) so a repeated token costs a hash and a
-   dict lookup, and fetches a ``jwks_url`` key set in the background.
+   token does; dropped when the secret object changes; bounded in entries and in estimated
+   bytes, and a token with bulky claims is verified every time instead of kept) so a repeated
+   token costs a hash and a dict lookup, and fetches a ``jwks_url`` key set in the background.
 
 Every failure is a 401 carrying ``WWW-Authenticate: Bearer realm="..."`` (plus
 ``error="invalid_token"`` when a token was sent). No library exception escapes.
@@ -23,20 +24,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import logging
 import math
 import re
-import threading
-import time
-import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
+
+from joserfc.jwk import Key
+from joserfc.jws import JWSAlgModel, JWSRegistry
 
 from flowlet.errors import HTTPError
+from flowlet.headers import www_authenticate_bearer
 from flowlet.http import Request
-from flowlet.security.expiring import remember
-from flowlet.security.scopes import www_authenticate_bearer
+from flowlet.jose import SUPPORTED_ALGORITHMS, import_jwk, import_oct, import_pem, key_algorithms
+from flowlet.jsonutil import StrictJSON
+from flowlet.secrets.model import JwtSecret, Secret, SecretsSource
+from flowlet.security.expiring import ExpiringCache, json_cost
+from flowlet.security.runtime import AuthRuntime
 
 log = logging.getLogger("flowlet.auth")
 
@@ -44,19 +48,15 @@ MAX_TOKEN = 8192               # bytes; longer tokens are refused before any par
 MAX_JSON_DEPTH = 32            # nesting of the header and claims JSON
 MAX_INT_DIGITS = 40            # JSON integers longer than this are refused
 CACHE_MAX = 10_000             # verified tokens remembered per secret
+CACHE_MAX_BYTES = 32 << 20     # their estimated size at most, per secret
+MAX_CACHED_BYTES = 32 << 10    # a token whose claims take more is verified every time, not kept
 MAX_JWKS_BYTES = 1 << 20       # a key set document larger than this is refused
 
 # Header members that would let a token choose its own key or change what a signature means.
 FORBIDDEN_HEADERS = ("jwk", "jku", "x5u", "x5c", "crit", "b64")
 
-# Which algorithms a key type can verify, and the default when the secret pins none.
-_RSA_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
-_CURVE_ALGS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512", "secp256k1": "ES256K"}
-SUPPORTED_ALGORITHMS = frozenset(("HS256", "HS384", "HS512", *_RSA_ALGS, *_CURVE_ALGS.values(),
-                                  "EdDSA", "Ed25519", "Ed448"))
-
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
-_JSON_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_JSON = StrictJSON(max_int_digits=MAX_INT_DIGITS, unique_keys=True, max_depth=MAX_JSON_DEPTH)
 
 
 # ---- errors -----------------------------------------------------------------------------------
@@ -85,62 +85,13 @@ def b64url_decode(segment: str) -> bytes:
     return raw
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-    obj: dict = {}
-    for key, value in pairs:
-        if key in obj:
-            raise ValueError(f"duplicate member {key!r}")
-        obj[key] = value
-    return obj
-
-
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise ValueError("number too large")
-    return int(text)
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("number out of range")
-    return value
-
-
-def _no_constant(text: str) -> Any:
-    raise ValueError(f"{text} is not JSON")
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_int=_bounded_int,
-                            parse_float=_finite_float, parse_constant=_no_constant)
-
-
-def _depth(text: str) -> int:
-    if text.count("{") + text.count("[") <= MAX_JSON_DEPTH:
-        return 0
-    depth = deepest = 0
-    for ch in _JSON_STRINGS.sub("", text):
-        if ch in "{[":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "}]":
-            depth -= 1
-    return deepest
-
-
 def strict_json(raw: bytes, what: str) -> Any:
     """UTF-8 JSON with no duplicate keys, no NaN/Infinity, bounded nesting, numbers and strings
     that are valid Unicode; anything else is an :class:`InvalidToken`."""
     try:
-        text = raw.decode("utf-8")
-        if _depth(text) > MAX_JSON_DEPTH:
-            raise ValueError("nested too deeply")
-        value = _DECODER.decode(text)
-        if "\\u" in text:   # escapes may have produced lone surrogates: not valid Unicode
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return _JSON.decode(raw.decode("utf-8"))
     except (ValueError, RecursionError):
         raise InvalidToken(f"malformed {what}") from None
-    return value
 
 
 # ---- keys ---------------------------------------------------------------------------------------
@@ -150,8 +101,8 @@ class VerifyKey:
     """One verification key and the algorithms it may verify (name -> joserfc algorithm)."""
 
     kid: str | None
-    key: Any = field(repr=False)
-    algs: dict = field(repr=False)
+    key: Key = field(repr=False)
+    algs: dict[str, JWSAlgModel] = field(repr=False)
 
 
 class KeySet:
@@ -188,43 +139,29 @@ class KeySet:
         return "KeySet(" + ", ".join(f"{k.kid or '-'}:{'/'.join(k.algs)}" for k in self.keys) + ")"
 
 
-def _jws_models() -> dict:
-    from joserfc.jws import JWSRegistry
-    return {name: model for name, model in JWSRegistry.algorithms.items() if name in SUPPORTED_ALGORITHMS}
+_MODELS = {name: model for name, model in JWSRegistry.algorithms.items() if name in SUPPORTED_ALGORITHMS}
 
 
-_MODELS = _jws_models()
-
-
-def key_algorithms(key: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(every algorithm this key type can verify, the default when nothing pins one)."""
+def _possible_algorithms(key: Key) -> tuple[str, ...]:
+    """Every algorithm this key may verify, the default (when nothing pins one) first."""
     kty = key.key_type
-    if kty == "oct":
-        return ("HS256", "HS384", "HS512"), ("HS256",)
-    if kty == "RSA":
-        return _RSA_ALGS, ("RS256",)
-    if kty == "EC":
-        alg = _CURVE_ALGS.get(key.curve_name)
-        return ((alg,), (alg,)) if alg else ((), ())
-    if kty == "OKP" and key.curve_name in ("Ed25519", "Ed448"):
-        return ("EdDSA", key.curve_name), ("EdDSA",)
-    return (), ()
+    return key_algorithms(kty, key.curve_name if kty in ("EC", "OKP") else None)
 
 
-def pin_key(key: Any, algorithms: tuple[str, ...], kid: str | None = None) -> VerifyKey | None:
+def pin_key(key: Key, algorithms: tuple[str, ...], kid: str | None = None) -> VerifyKey | None:
     """The key with the algorithms it may verify, or None when it may verify nothing.
 
     ``algorithms`` (the secret's) wins; else a JWK's own ``alg``; else the key type's default.
     joserfc then checks each against the key (type, curve, ``use``, ``alg``), and a
     ``key_ops`` without ``verify`` disables the key.
     """
-    possible, default = key_algorithms(key)
+    possible = _possible_algorithms(key)
     if algorithms:
         names = [a for a in algorithms if a in possible]
     elif key.get("alg") in possible:
         names = [key.get("alg")]
     else:
-        names = list(default)
+        names = list(possible[:1])
     try:
         key.check_key_op("verify")
     except Exception:
@@ -242,34 +179,6 @@ def pin_key(key: Any, algorithms: tuple[str, ...], kid: str | None = None) -> Ve
     if not algs:
         return None
     return VerifyKey(kid if kid is not None else key.get("kid"), key, algs)
-
-
-def import_pem(pem: bytes, *, private: bool = False) -> Any:
-    """A joserfc public key from a PEM public key or certificate, or a private key's public half."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-    from joserfc.jwk import ECKey, OKPKey, RSAKey
-
-    if private:
-        native = serialization.load_pem_private_key(pem, password=None).public_key()
-    elif b"-----BEGIN CERTIFICATE-----" in pem:
-        from cryptography import x509
-        native = x509.load_pem_x509_certificate(pem).public_key()
-    else:
-        native = serialization.load_pem_public_key(pem)
-    public_pem = native.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    if isinstance(native, rsa.RSAPublicKey):
-        return RSAKey.import_key(public_pem)
-    if isinstance(native, ec.EllipticCurvePublicKey):
-        return ECKey.import_key(public_pem)
-    if isinstance(native, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
-        return OKPKey.import_key(public_pem)
-    raise ValueError(f"unsupported key type {type(native).__name__}")
-
-
-def import_jwk(jwk: dict) -> Any:
-    from joserfc.jwk import JWKRegistry
-    return JWKRegistry.import_key(jwk)
 
 
 def jwk_list(jwks: Any) -> list[dict]:
@@ -295,7 +204,7 @@ def keyset_from_jwks(jwks: Any, algorithms: tuple[str, ...] = ()) -> KeySet:
     return KeySet(keys)
 
 
-def keyset_from_secret(secret: Any, fetched: Any = None) -> KeySet:
+def keyset_from_secret(secret: JwtSecret, fetched: dict | None = None) -> KeySet:
     """Build the key set of a JwtSecret (``fetched``: the last JWK set read from ``jwks_url``).
 
     Raises ValueError (or a library error) for unusable key material; the caller reports it.
@@ -306,11 +215,11 @@ def keyset_from_secret(secret: Any, fetched: Any = None) -> KeySet:
             raise ValueError("algorithm 'none' is never accepted")
         if alg not in SUPPORTED_ALGORITHMS:
             raise ValueError(f"unsupported algorithm {alg!r} (supported: {', '.join(sorted(SUPPORTED_ALGORITHMS))})")
+    key: Key | None
     if secret.hs_key is not None:
-        from joserfc.jwk import OctKey
-        key = OctKey.import_key(bytes(secret.hs_key))
+        key = import_oct(secret.hs_key)
     elif secret.private_pem is not None:
-        key = import_pem(secret.private_pem, private=True)
+        key = import_pem(secret.private_pem)
     elif secret.public_pem is not None:
         key = import_pem(secret.public_pem)
     else:
@@ -448,8 +357,8 @@ def token_scopes(claims: dict, scope_claim: str | None) -> list[str]:
         if name not in claims:
             continue
         value = claims[name]
-        if isinstance(value, str):
-            return value.split()
+        if isinstance(value, str):     # RFC 6749 section 3.3: separated by spaces, nothing else
+            return [scope for scope in value.split(" ") if scope]
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return list(value)
         raise InvalidToken(f"{name} must be a string or a list of strings")
@@ -479,42 +388,41 @@ async def fetch_jwks(url: str, timeout: float) -> list[dict]:
 
 
 class _Verifier:
-    """Per (SecretsView, secret name), shared by every endpoint using the secret."""
+    """Per secret, shared by every endpoint using the secret (kept by the AuthRuntime)."""
 
     refresh_interval = 300.0       # seconds between background refreshes of a jwks_url
     refresh_cooldown = 30.0        # minimum seconds between fetches (unknown kid, failures)
     fetch_timeout = 5.0
 
-    def __init__(self, name: str, secrets: Any, clock: Callable[[], float],
-                 monotonic: Callable[[], float] = time.monotonic):
+    def __init__(self, name: str, secrets: SecretsSource, runtime: AuthRuntime):
         self.name = name
         self.secrets = secrets
-        self.clock = clock
-        self.monotonic = monotonic
-        self.secret: Any = None
+        self.clock = runtime.clock
+        self.monotonic = runtime.monotonic
+        self.secret: Secret | None = None
         self.keyset: KeySet | None = None
         self.problem: str | None = None
-        self.cache: dict[bytes, tuple[float, dict]] = {}
+        self.cache: ExpiringCache[bytes, dict] = ExpiringCache(CACHE_MAX, CACHE_MAX_BYTES)
         # jwks_url state survives secret changes while the URL stays the same
         self.url: str | None = None
         self.fetched: list[dict] | None = None
         self.fetched_at = -math.inf
         self.attempted_at = -math.inf
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
 
     # -- the secret --
-    def sync(self) -> Any:
+    def sync(self) -> Secret | None:
         secret = self.secrets.get(self.name)
         if secret is not self.secret:
             self._load(secret)
         return secret
 
-    def _load(self, secret: Any) -> None:
+    def _load(self, secret: Secret | None) -> None:
         self.secret = secret
         self.cache.clear()
         self.keyset = None
         self.problem = None
-        if secret is None or getattr(secret, "type", None) != "jwt":
+        if not isinstance(secret, JwtSecret):
             self.problem = "the secret is missing or not a jwt secret"
             return
         url = None if (secret.hs_key or secret.public_pem or secret.private_pem) else secret.jwks_url
@@ -569,15 +477,13 @@ class _Verifier:
     async def verify(self, token: str) -> dict:
         secret = self.sync()
         key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        entry = self.cache.get(key)
-        if entry is not None:
-            if self.clock() < entry[0]:
-                return entry[1]
-            self.cache.pop(key, None)
+        auth = self.cache.get(key, self.clock())
+        if auth is not None:
+            return auth
         return await self._verify_slow(token, key, secret)
 
-    async def _verify_slow(self, token: str, key: bytes, secret: Any) -> dict:
-        if self.problem is not None and self.keyset is None:
+    async def _verify_slow(self, token: str, key: bytes, secret: Secret | None) -> dict:
+        if not isinstance(secret, JwtSecret) or (self.problem is not None and self.keyset is None):
             log.error("jwt: secret %r: %s; request refused", self.name, self.problem)
             raise InvalidToken("authentication is not available")
         if self.url is not None:
@@ -598,35 +504,20 @@ class _Verifier:
                              leeway=secret.leeway, now=self.clock())
         auth = {"type": "jwt", "user": claims.get("sub"), "claims": claims,
                 "scopes": token_scopes(claims, secret.scope_claim)}
-        if self.secret is secret:
-            self._remember(key, until, auth)
+        size = len(token) + json_cost(payload)
+        if self.secret is secret and size <= MAX_CACHED_BYTES:
+            self.cache.put(key, until, auth, size=size, now=self.clock())
         return auth
 
-    def _remember(self, key: bytes, until: float, auth: dict) -> None:
-        remember(self.cache, key, until, auth, limit=CACHE_MAX, now=self.clock())
+    def close(self) -> None:
+        self.cache.clear()
+        task, self.task = self.task, None
+        if task is not None and not task.done() and not task.get_loop().is_closed():
+            task.get_loop().call_soon_threadsafe(task.cancel)
 
 
 def _short(exc: BaseException) -> str:
     return (str(exc) or type(exc).__name__).split("\n", 1)[0][:200]
-
-
-_VERIFIERS: "weakref.WeakKeyDictionary[Any, dict[str, _Verifier]]" = weakref.WeakKeyDictionary()
-_VERIFIERS_LOCK = threading.Lock()
-
-
-def shared_verifier(name: str, secrets: Any, clock: Callable[[], float] = time.time) -> _Verifier:
-    """One verifier per (SecretsView, secret name): endpoints sharing a secret share keys and cache."""
-    if clock is not time.time:
-        return _Verifier(name, secrets, clock)
-    with _VERIFIERS_LOCK:
-        try:
-            per_view = _VERIFIERS.setdefault(secrets, {})
-        except TypeError:
-            return _Verifier(name, secrets, clock)
-        verifier = per_view.get(name)
-        if verifier is None:
-            verifier = per_view[name] = _Verifier(name, secrets, clock)
-        return verifier
 
 
 def bearer_token(req: Request, cookie: str | None) -> str | None:
@@ -651,16 +542,12 @@ class JwtPolicy:
 
     __slots__ = ("_v", "_cookie", "_missing", "_invalid_header")
 
-    def __init__(self, secret_name: str, *, realm: str, secrets: Any, token_cookie: str | None = None,
-                 clock: Callable[[], float] = time.time):
-        self._v = shared_verifier(secret_name, secrets, clock)
+    def __init__(self, secret_name: str, *, realm: str, secrets: SecretsSource, runtime: AuthRuntime,
+                 token_cookie: str | None = None):
+        self._v = runtime.shared("jwt", secret_name, lambda: _Verifier(secret_name, secrets, runtime))
         self._cookie = token_cookie
         self._missing = ((b"www-authenticate", www_authenticate_bearer(realm)),)
         self._invalid_header = ((b"www-authenticate", www_authenticate_bearer(realm, "invalid_token")),)
-
-    @property
-    def verifier(self) -> _Verifier:
-        return self._v
 
     def prepare(self) -> None:
         """Load time: build the keys now; raises ValueError when the key material is unusable."""

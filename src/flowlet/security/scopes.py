@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Union
 
 from flowlet.errors import ConfigError, HTTPError
+from flowlet.headers import www_authenticate_bearer
 from flowlet.http import Request
 from flowlet.source import YList, YMap
 
@@ -32,27 +33,18 @@ EXPR_VARIABLES = ("claims", "scopes", "params", "request")
 # Flow-level names a scope rule cannot see: naming one is a load error, not a 403 on every call.
 _NOT_HERE = frozenset({"auth", "body", "query"})
 
-Where = tuple[str | None, int]
-Test = Callable[[dict, Request, dict], Any]
-
-
-def www_authenticate_bearer(realm: str, error: str | None = None) -> bytes:
-    """``Bearer realm="..."[, error="..."]`` with the realm quoted (one helper for 401 and 403)."""
-    value = f'Bearer realm="{quote_realm(realm)}"'
-    if error:
-        value += f', error="{error}"'
-    return value.encode("utf-8")
-
-
-def quote_realm(realm: str) -> str:
-    """The inside of an RFC 9110 quoted-string: escape ``\\`` and ``"``, drop control characters."""
-    cleaned = "".join(ch for ch in realm if ch >= " " and ch != "\x7f")
-    return cleaned.replace("\\", "\\\\").replace('"', '\\"')
+Where = tuple[Union[str, None], int]
+# A validated rule: a scope, a list of rules (all needed), or {"all" | "any": [rules]}.
+ScopeRule = Union[str, list["ScopeRule"], dict[str, list["ScopeRule"]]]
+# The result of an evaluation is whatever JSON the expression computes; only True passes.
+Test = Callable[[dict, Request, dict], object]
+# The loader's expression compiler: a program with evaluate(env) (a raw CEL one has execute).
+CompileExpr = Callable[[str, Where], object]
 
 
 # ---- JSON rules: validate at load ---------------------------------------------------------------
 
-def parse_scope_rule(value: Any, where: Where) -> Any:
+def parse_scope_rule(value: Any, where: Where) -> ScopeRule:
     """Validate a JSON scope rule and return it as plain JSON (str, list or one-key dict).
 
     ``where`` locates the ``scope:`` key; nested YAML items report their own line.
@@ -65,7 +57,7 @@ def parse_scope_rule(value: Any, where: Where) -> Any:
     return _rule(value, where, 0)
 
 
-def _rule(value: Any, where: Where, depth: int) -> Any:
+def _rule(value: Any, where: Where, depth: int) -> ScopeRule:
     if depth > _MAX_RULE_DEPTH:
         raise ConfigError(f"scope rule is nested more than {_MAX_RULE_DEPTH} levels deep", *where)
     if isinstance(value, str):
@@ -101,13 +93,13 @@ def _item_where(items: list, index: int, default: Where) -> Where:
     return items.where(index) if isinstance(items, YList) else default
 
 
-def _key_where(mapping: dict, key: Any, default: Where) -> Where:
+def _key_where(mapping: dict, key: str | None, default: Where) -> Where:
     return mapping.where(key) if isinstance(mapping, YMap) and key is not None else default
 
 
 # ---- JSON rules: compile ------------------------------------------------------------------------
 
-def compile_rule(rule: Any) -> Callable[[Any], bool]:
+def compile_rule(rule: ScopeRule) -> Callable[[Iterable[str]], bool]:
     """A validated rule -> ``match(scopes) -> bool``; ``scopes`` is any iterable of strings."""
     if isinstance(rule, str):
         return lambda scopes: rule in scopes
@@ -121,12 +113,12 @@ def compile_rule(rule: Any) -> Callable[[Any], bool]:
         return lambda scopes: not required.isdisjoint(scopes)
     parts = tuple(compile_rule(item) for item in items)
     if mode == "all":
-        def match_all(scopes: Any) -> bool:
+        def match_all(scopes: Iterable[str]) -> bool:
             scopes = frozenset(scopes)
             return all(part(scopes) for part in parts)
         return match_all
 
-    def match_any(scopes: Any) -> bool:
+    def match_any(scopes: Iterable[str]) -> bool:
         scopes = frozenset(scopes)
         return any(part(scopes) for part in parts)
     return match_any
@@ -134,7 +126,7 @@ def compile_rule(rule: Any) -> Callable[[Any], bool]:
 
 # ---- CEL expressions: compile -------------------------------------------------------------------
 
-def compile_scope_expr(source: str, where: Where, compile_expr: Callable[[str, Where], Any]) -> Test:
+def compile_scope_expr(source: str, where: Where, compile_expr: CompileExpr) -> Test:
     """Compile ``scope_expr`` with the loader's ``compile_expr`` and return its test.
 
     Refuses ``secret()`` and flow-level names that scope rules cannot see; any compile error
@@ -164,8 +156,8 @@ def compile_scope_expr(source: str, where: Where, compile_expr: Callable[[str, W
     needs = frozenset(variables) & frozenset(EXPR_VARIABLES)
     with_request = "request" in needs
 
-    def test(auth: dict, req: Request, params: dict) -> Any:
-        env: dict[str, Any] = {"claims": auth["claims"], "scopes": auth["scopes"], "params": params}
+    def test(auth: dict, req: Request, params: dict) -> object:
+        env: dict[str, object] = {"claims": auth["claims"], "scopes": auth["scopes"], "params": params}
         if with_request:
             env["request"] = {"method": req.method, "path": req.path, "headers": req.headers,
                               "query": req.query, "cookies": req.cookies}
@@ -186,20 +178,21 @@ class ScopePolicy:
 
     __slots__ = ("_test", "_refusal", "_where", "description")
 
-    def __init__(self, test: Test, realm: str, *, where: Where = (None, 0), description: Any = None):
+    def __init__(self, test: Test, realm: str, *, where: Where = (None, 0),
+                 description: ScopeRule | None = None):
         self._test = test
         self._refusal = ((b"www-authenticate", www_authenticate_bearer(realm, "insufficient_scope")),)
         self._where = where
         self.description = description
 
     @classmethod
-    def from_rule(cls, rule: Any, realm: str, *, where: Where = (None, 0)) -> "ScopePolicy":
+    def from_rule(cls, rule: ScopeRule, realm: str, *, where: Where = (None, 0)) -> "ScopePolicy":
         match = compile_rule(rule)
         return cls(lambda auth, req, params: match(auth["scopes"]), realm, where=where, description=rule)
 
     @classmethod
     def from_expr(cls, source: str, realm: str, *, where: Where,
-                  compile_expr: Callable[[str, Where], Any]) -> "ScopePolicy":
+                  compile_expr: CompileExpr) -> "ScopePolicy":
         return cls(compile_scope_expr(source, where, compile_expr), realm, where=where, description=source)
 
     def check(self, auth: dict, req: Request, params: dict) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import os
 import re
@@ -17,6 +16,7 @@ from flowlet.expr import ExprError
 from flowlet.flows.flow import JSON_CT, Response, dump_json
 from flowlet.flows.steps import RunContext, StepFailed
 from flowlet.http import Request
+from flowlet.jsonutil import StrictJSON
 from flowlet.security.auth import OPEN_AUTH
 from flowlet.security.hsts import hsts_header
 from flowlet.server.log import AccessLog
@@ -249,28 +249,8 @@ def _merge_vary(headers: Headers, cors: Headers) -> Headers:
     return [*(h for h in headers if h[0] != b"vary"), *(h for h in cors if h[0] != b"vary"), (b"vary", merged)]
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _parse_int(text: str) -> int:
-    # Expressions work on 64-bit integers (CEL): larger ones are refused here, as bad input.
-    if len(text) > 20:
-        raise ValueError("integer out of range")
-    value = int(text)
-    if not -(2**63) <= value < 2**63:
-        raise ValueError("integer out of range")
-    return value
-
-
-def _parse_float(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError("number out of range")
-    return value
-
-
-_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float)
+# Expressions work on 64-bit integers (CEL): larger ones are refused here, as bad input.
+_JSON = StrictJSON(max_int_digits=19, int64=True)
 
 
 def parse_body(raw: bytes, content_type: str) -> Any:

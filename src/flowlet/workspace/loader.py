@@ -19,6 +19,7 @@ from flowlet.routing import PathPattern, RouteTable
 from flowlet.security.auth import compile_auth
 from flowlet.security.cors import FlowCorsInput, PathCors, csrf_endpoint_cors, merge_path
 from flowlet.security.csrf import CsrfKeys, CsrfPolicy
+from flowlet.security.runtime import AuthRuntime
 from flowlet.source import YMap, load_yaml
 from flowlet.workspace.builtin import CsrfTokenHandler
 from flowlet.workspace.endpoint import METHODS, EndpointConfig, parse_endpoint
@@ -49,8 +50,10 @@ class Workspace:
     secrets: SecretsView | None = None
     csrf_keys: CsrfKeys | None = None
     csrf_entry: PathEntry | None = None
+    auth_runtime: AuthRuntime = field(default_factory=AuthRuntime)
 
     def close(self) -> None:
+        self.auth_runtime.close()
         if self.store is not None:
             self.store.close()
 
@@ -77,15 +80,17 @@ def load_workspace(root: str | Path, *, display_root: str | None = None, open_se
     parsed = _parse_flows(root, rel, errors)
     secrets = _resolve_secrets(root, settings, rel(root / "flowlet.yaml"), errors, serving=serving,
                                wanted=open_secrets and bool(parsed or settings.dev_secrets))
+    auth_runtime = AuthRuntime()
     try:
-        endpoints = _compile_endpoints(parsed, settings, root, secrets.lookup, errors)
+        endpoints = _compile_endpoints(parsed, settings, root, secrets.lookup, auth_runtime, errors)
         groups = _group_by_path(endpoints, settings.api_prefix, errors)
         warnings = list(secrets.warnings)
         path_cors = _merge_cors(groups, settings.csrf.header, errors, warnings)
         if errors:
             raise ConfigErrors(errors)
-        return _build(root, settings, groups, path_cors, secrets, warnings)
+        return _build(root, settings, groups, path_cors, secrets, warnings, auth_runtime)
     except BaseException:
+        auth_runtime.close()
         secrets.close()
         raise
 
@@ -180,8 +185,8 @@ class _Endpoint:
 
 
 def _compile_endpoints(parsed: list[tuple[YMap, EndpointConfig]], settings: Settings, root: Path,
-                       secrets: SecretsView | _DevPlaceholders | None, errors: list[ConfigError]
-                       ) -> list[_Endpoint]:
+                       secrets: SecretsView | _DevPlaceholders | None, auth_runtime: AuthRuntime,
+                       errors: list[ConfigError]) -> list[_Endpoint]:
     out: list[_Endpoint] = []
     for doc, cfg in parsed:
         try:
@@ -191,7 +196,7 @@ def _compile_endpoints(parsed: list[tuple[YMap, EndpointConfig]], settings: Sett
                 if secrets is None:
                     raise ConfigError("authentication needs the secrets store", cfg.file, cfg.line)
                 auth, scope_policy = compile_auth(
-                    cfg.auth, realm=settings.name, secrets=secrets,
+                    cfg.auth, realm=settings.name, secrets=secrets, runtime=auth_runtime,
                     compile_expr=lambda src, where: compile_expr(src, where, allow_secret=False))
             out.append(_Endpoint(cfg, flow, auth, scope_policy))
         except ConfigError as exc:
@@ -256,7 +261,7 @@ def _merge_cors(groups: list[_PathGroup], csrf_header: str, errors: list[ConfigE
 # ---- phase 5: build the immutable routes and the table -----------------------------------
 
 def _build(root: Path, settings: Settings, groups: list[_PathGroup], path_cors: list[PathCors | None],
-           secrets: _Secrets, warnings: list[ConfigError]) -> Workspace:
+           secrets: _Secrets, warnings: list[ConfigError], auth_runtime: AuthRuntime) -> Workspace:
     csrf_keys = None
     if secrets.view is not None:
         csrf_keys = CsrfKeys(secrets.view, secrets.store)
@@ -270,7 +275,7 @@ def _build(root: Path, settings: Settings, groups: list[_PathGroup], path_cors: 
         table.add(csrf_entry.pattern, csrf_entry)
     return Workspace(root=root, settings=settings, routes=[r for e in paths for r in e.routes.values()],
                      paths=paths, table=table, warnings=warnings, store=secrets.store, secrets=secrets.view,
-                     csrf_keys=csrf_keys, csrf_entry=csrf_entry)
+                     csrf_keys=csrf_keys, csrf_entry=csrf_entry, auth_runtime=auth_runtime)
 
 
 def _path_entry(group: _PathGroup, cors: PathCors | None, settings: Settings,
