@@ -35,6 +35,7 @@ from flowlet.secrets.edits import check_user
 from flowlet.security.basic import BasicPolicy
 from flowlet.security.cors import PathCors, parse_domain
 from flowlet.security.csrf import CsrfKeys, CsrfPolicy, CsrfSettings
+from flowlet.security.runtime import AuthRuntime
 from flowlet.workspace.settings import load_settings
 
 log = logging.getLogger("flowlet.console")
@@ -65,7 +66,9 @@ class Console:
         keys = CsrfKeys(self.view, self.store)
         self.keys = keys
         self.csrf = CsrfPolicy(CsrfSettings(cookie=CSRF_COOKIE, grace_s=self.settings.csrf.grace_s), keys, None)
-        self.basic = BasicPolicy(self.cfg.users, realm=self.settings.name, secrets=self.view)
+        self.auth_runtime = AuthRuntime()
+        self.basic = BasicPolicy(self.cfg.users, realm=self.settings.name, secrets=self.view,
+                                 runtime=self.auth_runtime)
         self.sessions = SessionTable(idle_s=self.cfg.idle_s, absolute_s=self.cfg.absolute_s, clock=clock)
         self.throttle = SignInThrottle(clock=clock)
         self.checks = WorkspaceChecks(self.root)
@@ -88,6 +91,7 @@ class Console:
         }
 
     def close(self) -> None:
+        self.auth_runtime.close()
         self.store.close()
 
     # ---- the one entry point -------------------------------------------------------------------
