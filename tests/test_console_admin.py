@@ -7,6 +7,7 @@ changes from refused to the saved answer.
 from __future__ import annotations
 
 import re
+import threading
 import time
 
 import httpx
@@ -48,6 +49,21 @@ def test_console_on_the_admin_port_saves_and_the_server_serves_it(tmp_path):
         assert page.status_code == 200
         assert _preflight(api.url).status_code == 403
         version = re.search(r'name="version" value="([^"]+)"', page.text).group(1)
+        stop, failures, answered = threading.Event(), [], [0]
+
+        def traffic() -> None:           # requests all through the save and the reload
+            with httpx.Client() as client:
+                while not stop.is_set():
+                    try:
+                        status = client.get(f"{api.url}/api/user/1").status_code
+                    except httpx.TransportError as exc:
+                        status = repr(exc)
+                    answered[0] += 1
+                    if status != 200:
+                        failures.append(status)
+
+        runner = threading.Thread(target=traffic)
+        runner.start()
         r = c.post("/console/endpoint", params={"file": "flows/get-user.yaml"}, data={
             "csrf_token": _token(page.text), "version": version, "auth": "open", "cors_allow": "selected",
             "cors_domains": "*.example.com", "cors_headers": "Content-Type", "cors_max_age": "300"})
@@ -55,7 +71,11 @@ def test_console_on_the_admin_port_saves_and_the_server_serves_it(tmp_path):
         deadline = time.monotonic() + 30
         while (answer := _preflight(api.url)).status_code != 204 and time.monotonic() < deadline:
             time.sleep(0.2)
+        time.sleep(1)
+        stop.set()
+        runner.join()
         assert answer.status_code == 204
+        assert failures == [] and answered[0] > 10
         assert answer.headers["access-control-allow-origin"] == "https://test.example.com"
         assert answer.headers["access-control-max-age"] == "300"
         assert "# read one user" in (ws / "flows" / "get-user.yaml").read_text()
