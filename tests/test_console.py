@@ -253,3 +253,49 @@ def test_supervisor_reload_waits_for_the_outcome():
     assert supervisor_reload(FakeSupervisor(True))() == (True, "The server now serves it.")
     served, message = supervisor_reload(FakeSupervisor(False))()
     assert not served and "flows/a.yaml:3" in message
+
+
+def test_cookies_are_secure_under_tls(console_ws):
+    from flowlet.console import Console, ConsoleRequest
+
+    console = Console(console_ws)
+    try:
+        resp = console.handle(ConsoleRequest("GET", "/console/signin", secure=True, headers=[("Host", "x")]))
+        cookies = [v for k, v in resp.headers if k == "set-cookie"]
+        assert cookies and all("Secure" in c and "HttpOnly" in c and "SameSite=Strict" in c for c in cookies)
+        resp = console.handle(ConsoleRequest("GET", "/console/signin", secure=False, headers=[("Host", "x")]))
+        assert all("Secure" not in v for k, v in resp.headers if k == "set-cookie")
+    finally:
+        console.close()
+
+
+# ---- secrets rules shared with the CLI -----------------------------------------------------------
+
+def test_jwt_keys_from_pasted_pem_and_jwks():
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from joserfc.jwk import ECKey
+
+    from flowlet.secrets.edits import EditError, jwt_from_text
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    s = jwt_from_text("k", public, issuer="https://id.example.com")
+    assert s.key_kind == "public" and s.algorithms == ("ES256",) and s.issuer == "https://id.example.com"
+    assert jwt_from_text("k", private).key_kind == "private"
+    jwk = ECKey.import_key(public).as_dict()
+    jwk["kid"] = "one"
+    s = jwt_from_text("k", json.dumps({"keys": [jwk]}))
+    assert s.key_kind == "jwks" and s.algorithms == ("ES256",)
+    for material, message in (("", "paste"), ("hello", "neither PEM"), ('{"keys": []}', "at least one key"),
+                              (public, "RS256")):
+        with pytest.raises(EditError) as exc:
+            jwt_from_text("k", material, algorithms="RS256" if material == public else None)
+        assert message in str(exc.value)
+    with pytest.raises(EditError):
+        jwt_from_text("bad name!", public)
