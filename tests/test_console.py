@@ -299,3 +299,59 @@ def test_jwt_keys_from_pasted_pem_and_jwks():
         assert message in str(exc.value)
     with pytest.raises(EditError):
         jwt_from_text("bad name!", public)
+
+
+def test_deep_scope_json_is_a_field_error_and_one_line_blocks_map_to_no_field():
+    with pytest.raises(flowfile.FormError) as exc:
+        flowfile.parse_form({"auth": "jwt", "jwt_secret": "x", "scope_kind": "json", "scope_json": "[" * 3000})
+    assert "nest at most" in exc.value.problems["scope"]
+    text = "endpoint: {method: GET, path: /a, cors: {allow: all, credentials: true}}\nrespond: {body: 1}\n"
+    assert flowfile.field_at(text, 1) == ""
+
+
+def test_hostile_form_values_never_give_500(console_ws):
+    """Every console POST, signed in and with a valid CSRF pair, fed odd values: never a 5xx,
+    and the flow file stays a file the workspace loads."""
+    from urllib.parse import urlencode
+
+    from flowlet.console import Console, ConsoleRequest
+
+    console = Console(console_ws)
+    try:
+        def call(method: str, path: str, fields: dict | None = None, cookies: str = "", query: str = ""):
+            body = urlencode(fields or {}).encode()
+            headers = [("Host", "h"), ("Origin", "http://h"), ("Cookie", cookies),
+                       ("Content-Type", "application/x-www-form-urlencoded")]
+            return console.handle(ConsoleRequest(method, path, query, headers, body, "1.2.3.4"))
+
+        def cookies_of(resp) -> str:
+            return "; ".join(v.split(";", 1)[0] for k, v in resp.headers if k == "set-cookie")
+
+        page = call("GET", "/console/signin")
+        token = re.search(rb'name="csrf_token" value="([^"]+)"', page.body).group(1).decode()
+        signed = call("POST", "/console/signin", {"csrf_token": token, "user": "alice", "password": "right-password"},
+                      cookies_of(page))
+        jar = cookies_of(signed)
+        page = call("GET", "/console/endpoint", cookies=jar, query="file=flows/a.yaml")
+        token = re.search(rb'name="csrf_token" value="([^"]+)"', page.body).group(1).decode()
+        odd = ["", "\x00", "é" * 5000, "-1", "99999999999999999999", "null", "*", "[", "{}", '"a"', "on",
+               "none", "all", "selected", "jwt", "basic", "open", "cel", "json", " , ,", "https://", "a:b"]
+        fields = ("auth", "basic_secret", "jwt_secret", "scope_kind", "scope_json", "scope_expr", "cors_allow",
+                  "cors_domains", "cors_headers", "cors_max_age", "csrf", "cors_credentials")
+        for i, value in enumerate(odd):
+            version = re.search(rb'name="version" value="([^"]+)"',
+                                call("GET", "/console/endpoint", cookies=jar, query="file=flows/a.yaml").body)
+            form = {f: odd[(i + j) % len(odd)] for j, f in enumerate(fields)}
+            form.update(csrf_token=token, version=version.group(1).decode() if version else "")
+            r = call("POST", "/console/endpoint", form, jar, "file=flows/a.yaml")
+            assert r.status < 500, (form, r.body[:300])
+            for path in ("/console/secrets/user", "/console/secrets/remove-user", "/console/secrets/jwt"):
+                r = call("POST", path, {"csrf_token": token, "secret": value, "user": value, "password": value,
+                                        "key": value, "algorithms": value}, jar)
+                assert r.status < 500, (path, value)
+        for query in ("file=../flowlet.yaml", "file=%00", "file=flows/a.yaml&origin=%ff&try_method=\x00",
+                      "file=flows/a.yaml&origin=http://[::1&try_headers=,,,"):
+            assert call("GET", "/console/endpoint", cookies=jar, query=query).status < 500, query
+        assert flowlet("check", str(console_ws)).returncode == 0
+    finally:
+        console.close()

@@ -22,6 +22,7 @@ AUTH_CHOICES = ("open", "basic", "jwt")
 SCOPE_CHOICES = ("none", "json", "cel")
 CORS_CHOICES = ("none", "all", "selected")
 MAX_FIELD = 4000                      # characters of one form field
+MAX_SCOPE_DEPTH = 16                  # nesting of a JSON scope rule
 
 
 class FormError(Exception):
@@ -117,6 +118,14 @@ def read_form(doc: CommentedMap) -> StartBlock:
     return form
 
 
+def _depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
 def parse_form(fields: dict[str, str]) -> StartBlock:
     """Submitted fields -> StartBlock; FormError for values that are wrong on their own."""
     problems: dict[str, str] = {}
@@ -150,7 +159,10 @@ def parse_form(fields: dict[str, str]) -> StartBlock:
             problems["scope"] = 'write a scope rule, e.g. "users:write" or {"any": ["a", "b"]}'
         else:
             try:
-                json.loads(form.scope_json)
+                if _depth(json.loads(form.scope_json)) > MAX_SCOPE_DEPTH:
+                    problems["scope"] = f"scope rules nest at most {MAX_SCOPE_DEPTH} levels deep"
+            except RecursionError:
+                problems["scope"] = f"scope rules nest at most {MAX_SCOPE_DEPTH} levels deep"
             except ValueError as exc:
                 hint = (' (a single scope is a JSON string: write it in double quotes, '
                         'e.g. "users:write")' if form.scope_json[:1] not in '"[{' else "")
@@ -303,11 +315,12 @@ def field_at(text: str, line: int | None) -> str:
         return ""
     if not start <= line <= end:
         return ""
-    found = ""
-    for at, name in pairs:
-        if at <= line:
-            found = name
-    return found
+    before = [at for at, _ in pairs if at <= line]
+    if not before:
+        return ""
+    names = {name for at, name in pairs if at == before[-1]}
+    # keys written on one line (flow style) cannot tell which field an error belongs to
+    return names.pop() if len(names) == 1 else ""
 
 
 def flatten(doc: CommentedMap) -> dict[str, object]:
