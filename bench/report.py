@@ -188,7 +188,7 @@ def tables(data: dict) -> str:
     pairs = [("raw ASGI hello world", "raw", "uvicorn-raw"), ("Flowlet open GET (no access log)", "flowlet",
                                                                "uvicorn-flowlet")]
     if any((u, "open") in agg for _, _, u in pairs):
-        out += ["### granian vs uvicorn (issue 2)", "",
+        out += ["### granian vs uvicorn", "",
                 f"One worker each, same app, `open` case. uvicorn runs with {env['uvicorn_http']} and the "
                 f"{env['uvicorn_loop']} loop; granian with the {env['granian_loop']} loop.", "",
                 "| app | granian req/s | uvicorn req/s | granian / uvicorn | p99 ms granian / uvicorn | peak RSS MB granian / uvicorn (all processes) |",

@@ -556,7 +556,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-inprocess", dest="inprocess", action="store_false", default=None,
                    help="skip the in-process first-seen-token measurement")
     p.add_argument("--inprocess-n", type=int, default=1500, help="distinct tokens for the in-process part")
-    p.add_argument("--out", type=Path, help="Markdown report (default docs/benchmarks.md; "
+    p.add_argument("--out", type=Path, help="Markdown report (default bench/NOTES.md; "
                                             "bench/results/quick.md with --quick)")
     p.add_argument("--json", type=Path, help="raw results (default bench/results/benchmarks.json, "
                                              "or next to --out)")
@@ -582,9 +582,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"unknown contender {name!r}")
     if args.duration < 1 or args.repeat < 1 or args.warmup < 0:
         p.error("--duration and --repeat must be at least 1, --warmup at least 0")
-    args.out = args.out or ROOT / "docs" / "benchmarks.md"
+    args.out = args.out or HERE / "NOTES.md"
     if args.json is None:
-        default_doc = (ROOT / "docs" / "benchmarks.md").resolve()
+        default_doc = (HERE / "NOTES.md").resolve()
         args.json = HERE / "results" / "benchmarks.json" if args.out.resolve() == default_doc \
             else args.out.with_suffix(".json")
     return args

@@ -2,17 +2,18 @@
 
 The conventions a checked page follows (docs/auth.md, docs/secrets.md, docs/csrf.md):
 
-* **Workspace files**: a fenced block whose first line is ``# file: PATH`` is written to PATH
-  inside the example workspace (the block as shown, comment line included).
+* **Workspace files**: a fenced block whose first line is ``# file: PATH`` (in HTML:
+  ``<!-- file: PATH -->``) is written to PATH inside the example workspace (the block as
+  shown, comment line included).
 * **Commands**: a ```` ```console ```` block holds ``$ command`` lines, each followed by the
   output it prints (stdout and stderr, as a terminal shows them). A command continues on the
   next line after a trailing ``\\``, and a here-document (``<<'EOF'``) up to its terminator.
   Each block runs in one ``bash`` (so ``TOKEN=$(...)`` carries over to the next command of the
   block, not to the next block), in a folder that holds the workspace under the name the
   commands give to ``-w`` (``my-api``). ``flowlet`` runs ``python -m flowlet.cli``, and
-  ``http://127.0.0.1:8080`` (or ``localhost:8080``) is the real server: ``flowlet serve`` on a
-  free port, started when a block first needs it and restarted when a later ``# file:`` block
-  changes the workspace. After a ``flowlet secrets set|delete|rotate-csrf`` while it runs, the
+  ``http://127.0.0.1:8080`` (or ``localhost:8080``; ``https://...:8443`` for a page served
+  with TLS) is the real server: ``flowlet serve`` on a free port, started when a block first
+  needs it and restarted when a later ``# file:`` block changes the workspace. After a ``flowlet secrets set|delete|rotate-csrf`` while it runs, the
   harness waits 2.2 s before the server is used again (a running server sees changes within 2 s).
 * **Comparison**: output that starts with ``HTTP/`` (``curl -i``) is compared by status line,
   the headers shown (names case-insensitive; headers the page leaves out are not checked) and
@@ -43,15 +44,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-DOC_URLS = ("http://127.0.0.1:8080", "http://localhost:8080")
+DOC_URLS = ("http://127.0.0.1:8080", "http://localhost:8080", "https://127.0.0.1:8443", "https://localhost:8443")
 WILDCARD = "..."
 SECRETS_WAIT_S = 2.2            # a running server sees secret changes within 2 s
 SHELL_LANGS = {"sh", "bash", "shell", "zsh", "shell-session"}
 COMMAND_START = re.compile(r"^(\$ |curl |flowlet |openssl )", re.M)
 MUTATES_SECRETS = re.compile(r"\bflowlet\s+secrets\s+(set|delete|rotate-csrf)\b")
 _FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
-_NOT_CHECKED = re.compile(r"<!--\s*not checked:\s*(.*?)\s*-->\s*\Z", re.S)
-_FILE_LINE = re.compile(r"#\s*file:\s*(\S+)\s*$")
+_NOT_CHECKED = re.compile(r"<!--\s*not checked:\s*((?:(?!-->).)*?)\s*-->\s*\Z", re.S)
+_FILE_LINE = re.compile(r"(?:#\s*file:\s*(\S+)|<!--\s*file:\s*(\S+)\s*-->)\s*$")
 _HEREDOC = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z_]\w*)\2")
 
 
@@ -134,9 +135,9 @@ def parse_doc(path: Path, name: str | None = None) -> Doc:
             not_checked.append(block)
             continue
         first = block.text.split("\n", 1)[0]
-        file_match = _FILE_LINE.fullmatch(first.strip()) if first.lstrip().startswith("#") else None
+        file_match = _FILE_LINE.fullmatch(first.strip()) if first.lstrip().startswith(("#", "<!--")) else None
         if file_match:
-            steps.append(Step("file", block, path=file_match.group(1)))
+            steps.append(Step("file", block, path=file_match.group(1) or file_match.group(2)))
         elif block.lang == "console":
             step = Step("console", block)
             step.commands = parse_console(block, doc=name, index=len(steps))

@@ -17,7 +17,10 @@ import pytest
 import doccheck
 from conftest import ROOT, run_server
 
-DOCS = ("docs/auth.md", "docs/secrets.md", "docs/csrf.md")
+DOCS = ("docs/tutorial.md", "docs/auth.md", "docs/secrets.md", "docs/csrf.md", "docs/tls.md")
+
+# `flowlet serve` options a page's server runs with (the page says so where it starts it).
+SERVE_ARGS: dict[str, tuple[str, ...]] = {"docs/tls.md": ("--tls-self-signed",)}
 
 # The values the docs' $VARIABLES stand for (a reader sets their own).
 ENV = {
@@ -33,14 +36,18 @@ NOT_CHECKED: dict[str, list[str]] = {
     "docs/auth.md": [],
     "docs/secrets.md": [],
     "docs/csrf.md": [],
+    "docs/tls.md": ["starts a long-running server; the checked examples below use a real one"],
+    "docs/tutorial.md": ["runs until stopped; the checks run their own server",
+                         "runs until stopped; the checks below send what the browser sends"],
 }
 
-# Examples that show what the product should do but it does not yet: {(doc, command start): reason}.
+# Examples that show what Flowlet should do but it does not yet: {(doc, command start): reason}.
 KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 # At least this many commands per doc (a guard against examples silently dropping out: lower
 # it only when you remove examples on purpose).
-MIN_COMMANDS = {"docs/auth.md": 18, "docs/secrets.md": 33, "docs/csrf.md": 13}
+MIN_COMMANDS = {"docs/auth.md": 18, "docs/secrets.md": 33, "docs/csrf.md": 13, "docs/tls.md": 8,
+                "docs/tutorial.md": 20}
 
 PARSED = {name: doccheck.parse_doc(ROOT / name, name) for name in DOCS}
 COMMANDS = [c for name in DOCS for c in PARSED[name].commands]
@@ -57,7 +64,9 @@ def doc_run(tmp_path_factory, request):
     def get(name: str) -> doccheck.DocRun:
         if name not in runs:
             tmp = tmp_path_factory.mktemp(name.replace("/", "-").removesuffix(".md"))
-            runs[name] = doccheck.DocRun(PARSED[name], tmp, start_server=run_server, env=ENV)
+            args = SERVE_ARGS.get(name, ())
+            runs[name] = doccheck.DocRun(PARSED[name], tmp, env=ENV,
+                                         start_server=lambda root, env, args=args: run_server(root, *args, env=env))
         return runs[name]
 
     yield get
@@ -109,7 +118,11 @@ def test_doc_has_no_silently_skipped_examples(name):
         + ", ".join(f"line {b.line}" for b in doc.unchecked_commands))
     assert [b.not_checked for b in doc.not_checked] == NOT_CHECKED[name], doc.report()
     assert len(doc.commands) >= MIN_COMMANDS[name], doc.report()
-    assert "flowlet.yaml" in doc.files, f"{name} shows no # file: flowlet.yaml"
+    assert "flowlet.yaml" in doc.files or any(c.text.startswith("flowlet init ") for c in doc.commands), (
+        f"{name} shows no # file: flowlet.yaml and runs no flowlet init")
+    for arg in SERVE_ARGS.get(name, ()):
+        assert re.search(rf"`flowlet serve my-api [^`]*{re.escape(arg)}", (ROOT / name).read_text()), (
+            f"{name} must tell the reader to serve with {arg}, as its checks do")
     consoles = [s for s in doc.steps if s.kind == "console"]
     assert all(s.commands for s in consoles), f"{name}: an empty ```console block"
     for (doc_name, start) in KNOWN_FAILURES:
@@ -191,3 +204,43 @@ def test_exit_status_rule():
     ok = doccheck.Command("d.md", "true", "", 1, 0)
     with pytest.raises(doccheck.Mismatch):
         doccheck.check_result(ok, doccheck.Result("", 7))
+
+
+# ---- wording a user can follow ----------------------------------------------------------------
+
+# Words that point at documents outside this repository, or at how the project was run.
+INTERNAL_WORDING = re.compile(
+    r"\bseed\b|(?-i:\bSPEC\b)|\bissue \d|\bfinding \d|product page|hosted product|\bverdict\b|\bgoal\b",
+    re.IGNORECASE)
+
+
+def _user_facing_files() -> list:
+    files = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for folder in ("src", "examples"):
+        files += [p for p in sorted((ROOT / folder).rglob("*"))
+                  if p.is_file() and p.suffix in (".py", ".md", ".yaml", ".yml", ".html", ".txt")
+                  and "__pycache__" not in p.parts and ".flowlet" not in p.parts]
+    return files
+
+
+def test_no_internal_wording_in_user_facing_text():
+    found = []
+    for path in _user_facing_files():
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if INTERNAL_WORDING.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not found, "internal wording a user cannot follow:\n" + "\n".join(found)
+
+
+def test_docs_say_how_to_run_flowlet_from_the_venv():
+    """The README installs into .venv; pages that write a bare `flowlet` say to activate it."""
+    readme = (ROOT / "README.md").read_text()
+    assert "source .venv/bin/activate" in readme
+    silent = []
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        text = page.read_text()
+        commands = [b.text for b in doccheck.blocks(text) if b.lang in ("console", "sh", "bash")]
+        if any(re.search(r"(^|\$ |\| )flowlet ", c, re.M) for c in commands) and not (
+                "source .venv/bin/activate" in text and ".venv/bin/flowlet" in text):
+            silent.append(page.name)
+    assert not silent, f"pages that write `flowlet` without saying how to run it from .venv: {silent}"

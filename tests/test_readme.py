@@ -10,13 +10,20 @@ import sys
 import httpx
 import pytest
 
+import doccheck
 from conftest import DEMO, ROOT, run_server
 
 README = (ROOT / "README.md").read_text()
 
 
 def sh_blocks(text: str) -> list[str]:
-    return re.findall(r"```sh\n(.*?)```", text, re.S)
+    """The ```sh blocks, except those marked <!-- not checked: REASON --> (long-running servers)."""
+    return [b.text for b in doccheck.blocks(text) if b.lang == "sh" and b.not_checked is None]
+
+
+def test_readme_leaves_out_only_long_running_commands():
+    skipped = [b for b in doccheck.blocks(README) if b.not_checked is not None]
+    assert [b.text.split()[:3] for b in skipped] == [["python3", "-m", "http.server"]]
 
 
 def test_readme_starts_with_the_two_commands():

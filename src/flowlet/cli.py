@@ -13,32 +13,35 @@ from flowlet.errors import ConfigErrors
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flowlet", description="HTTP endpoint flows with security settings.")
+    parser.add_argument("--version", action="version", version=f"flowlet {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("init", help="scaffold a workspace with commented example flows")
-    p.add_argument("dir")
+    p.add_argument("dir", help="the folder to create (must not exist, or be empty)")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("serve", help="serve a workspace")
-    p.add_argument("dir", nargs="?", default=".")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--tls-cert")
-    p.add_argument("--tls-key")
+    p.add_argument("dir", nargs="?", default=".", help="the workspace folder (default: the current folder)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="worker processes (default: 1); they share the port and the secrets store")
+    p.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain: serve HTTPS (with --tls-key)")
+    p.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
     p.add_argument("--tls-self-signed", action="store_true",
-                   help="serve HTTPS with a development certificate kept under .flowlet/tls/")
+                   help="serve HTTPS with a development certificate kept in the workspace's .flowlet/tls/")
     p.add_argument("--no-access-log", action="store_true", help="do not write a log line per request")
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                   help="the least severe log lines to write (default: info)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check", help="load the workspace and report problems as FILE:LINE")
-    p.add_argument("dir", nargs="?")
+    p.add_argument("dir", nargs="?", help="the workspace folder (default: the current folder)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("routes", help="list every endpoint with its security settings")
-    p.add_argument("dir", nargs="?", default=".")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("dir", nargs="?", default=".", help="the workspace folder (default: the current folder)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_routes)
 
     from flowlet import cli_secrets
@@ -49,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("flowlet")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def _load(root: Path, display_root: str | None = None, **kw):

@@ -50,7 +50,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = commands.add_parser("set", help="create or replace a secret (basic: add or replace one user)")
     p.add_argument("name", help="the secret's name, as flows refer to it")
     _workspace_option(p)
-    p.add_argument("--type", required=True, choices=("basic", "jwt", "value"))
+    p.add_argument("--type", required=True, choices=("basic", "jwt", "value"),
+                   help="basic: users and passwords; jwt: keys that verify tokens; value: a plain secret for flows")
     basic = p.add_argument_group("basic")
     basic.add_argument("--user", help="the user to add or replace")
     basic.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
@@ -76,7 +77,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_list)
 
     p = commands.add_parser("delete", help="delete a secret")
-    p.add_argument("name")
+    p.add_argument("name", help="the secret to delete")
     _workspace_option(p)
     p.set_defaults(func=cmd_delete)
 
@@ -93,7 +94,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("token", help="print a signed JWT (needs an HS or private-key secret)")
     _workspace_option(p)
-    p.add_argument("--secret", required=True, metavar="NAME")
+    p.add_argument("--secret", required=True, metavar="NAME",
+                   help="a jwt secret with a shared key or a private key")
     p.add_argument("--scope", help='space-separated scopes, e.g. "users:read users:write"')
     p.add_argument("--sub", help="subject")
     p.add_argument("--aud", help="audience (default: the secret's audience)")
@@ -403,7 +405,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     with _open(args) as store:
         secret = store.get(args.secret)
     if secret is None:
-        raise CommandError(f"no secret named {args.secret!r} (see: flowlet secrets list)")
+        raise CommandError(f"no secret named {args.secret!r} (see: flowlet secrets list -w {args.workspace})")
     if not isinstance(secret, JwtSecret):
         raise CommandError(f"secret {args.secret!r} is a {secret.type} secret; tokens need a jwt secret")
     print(sign_token(secret, scope=args.scope, sub=args.sub, aud=args.aud, iss=args.iss, ttl=args.ttl))

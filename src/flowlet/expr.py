@@ -168,7 +168,7 @@ def compile_expr(source: str, where: tuple[str | None, int], *, allowed: frozens
             secret = secrets.get(name)
             if secret is None:
                 raise ConfigError(f"secret {name!r} does not exist (create it with: flowlet secrets set "
-                                  f"{name} --type value --value-stdin)", file, line)
+                                  f"{name} -w DIR --type value --value-stdin)", file, line)
             if secret.type != "value":
                 raise ConfigError(f"secret {name!r} is a {secret.type} secret; secret() needs a value secret",
                                   file, line)

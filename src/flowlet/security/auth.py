@@ -127,7 +127,7 @@ def compile_auth(cfg: AuthConfig, *, realm: str, secrets: SecretsSource, runtime
         hint = ("--type basic --user USER --password-stdin" if cfg.type == "basic"
                 else "--type jwt --hs-key-stdin (or --public-key, --jwks)")
         raise ConfigError(f"secret {cfg.secret!r} does not exist (create it with: flowlet secrets set "
-                          f"{cfg.secret} {hint})", *cfg.secret_where)
+                          f"{cfg.secret} -w DIR {hint})", *cfg.secret_where)
     actual = getattr(secret, "type", None)
     if actual != cfg.type:
         raise ConfigError(f"secret {cfg.secret!r} is a {actual} secret; auth type {cfg.type} needs a "

@@ -33,7 +33,7 @@ respond:
 endpoint:
   method: POST
   path: /add
-  # auth: {type: basic, secret: my-users}   # create it: flowlet secrets set my-users --type basic ...
+  # auth: {type: basic, secret: my-users}   # create it: flowlet secrets set my-users -w DIR --type basic ...
   # csrf: true                               # needs GET /api/csrf first, then the X-CSRF-TOKEN header
 steps:
   - id: total
