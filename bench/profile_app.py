@@ -94,10 +94,38 @@ def _receive(body: bytes):
     return receive
 
 
-def load_app(ws: Path):
+def load_app(ws: Path, metrics_dir: Path | None = None):
     from flowlet.server.app import FlowletApp
+    from flowlet.server.metrics import WorkerMetrics
     from flowlet.workspace.loader import load_workspace
-    return FlowletApp(load_workspace(ws, serving=True), access_log=False)
+    loaded = load_workspace(ws, serving=True)
+    metrics = WorkerMetrics(loaded, metrics_dir) if metrics_dir is not None else None
+    return FlowletApp(loaded, access_log=False, metrics=metrics)
+
+
+def metrics_ab(m: Material, loop, n: int, rounds: int) -> dict:
+    """The open GET with metrics off and on, rounds interleaved (a busy moment hits both)."""
+    apps = {"off": load_app(m.ws), "on": load_app(m.ws, m.root)}
+    sc, body = request_for("open", m, apps["off"], loop)
+    receive = _receive(body)
+
+    async def many(app, count):
+        for _ in range(count):
+            await app(sc, receive, _noop_send)
+
+    times: dict[str, list[float]] = {"off": [], "on": []}
+    for app in apps.values():
+        loop.run_until_complete(many(app, 1000))
+    for _ in range(rounds):
+        for name, app in apps.items():
+            t0 = time.perf_counter()
+            loop.run_until_complete(many(app, n))
+            times[name].append((time.perf_counter() - t0) / n * 1e6)
+    best = {name: min(t) for name, t in times.items()}
+    out = {"open_metrics_off_us": round(best["off"], 2), "open_metrics_on_us": round(best["on"], 2),
+           "on_over_off_throughput": round(best["off"] / best["on"], 3)}
+    print(json.dumps(out))
+    return out
 
 
 def main() -> int:
@@ -108,6 +136,8 @@ def main() -> int:
     p.add_argument("--profile", help="run this case under cProfile")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--sort", default="tottime")
+    p.add_argument("--metrics-ab", action="store_true",
+                   help="only compare the open GET with metrics off and on (best of interleaved rounds)")
     args = p.parse_args()
     cases = args.cases.split(",") if not args.profile else [args.profile]
 
@@ -116,6 +146,9 @@ def main() -> int:
         m = Material(tmp, set(cases) | {"open"})
         m.build()
         loop = asyncio.new_event_loop()
+        if args.metrics_ab:
+            metrics_ab(m, loop, args.n, max(args.rounds, 10))
+            return 0
         apps = {}
 
         def app_for(case):

@@ -67,6 +67,7 @@ def targets(data: dict, agg: dict) -> list[dict]:
 
     ratio("open GET: Flowlet / raw ASGI", ("flowlet", "open"), ("raw", "open"), 0.8)
     ratio("open GET, access log on: Flowlet / raw ASGI", ("flowlet-log", "open"), ("raw", "open"), 0.8)
+    ratio("open GET, metrics on / off", ("flowlet-metrics", "open"), ("flowlet", "open"), 0.95)
     ratio("preflight / Flowlet open GET", ("flowlet", "preflight"), ("flowlet", "open"), 0.95)
     ratio("CORS GET: Flowlet / Starlette+CORSMiddleware", ("flowlet", "cors"), ("starlette", "cors"), 1.3)
     for case, alg in JWT:

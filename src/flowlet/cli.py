@@ -33,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-access-log", action="store_true", help="do not write a log line per request")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                    help="the least severe log lines to write (default: info)")
+    p.add_argument("--log-format", default="json", choices=("json", "text"),
+                   help="one JSON object per log line (default), or readable lines for a terminal")
+    p.add_argument("--admin-port", type=int, metavar="P",
+                   help="serve /healthz, /readyz and /metrics on this port (or `admin:` in flowlet.yaml)")
+    p.add_argument("--admin-host", metavar="H", help="the admin listener's address (default 127.0.0.1)")
+    p.add_argument("--tracing", action="store_true",
+                   help="OpenTelemetry spans per request (needs the flowlet[otel] extra)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check", help="load the workspace and report problems as FILE:LINE")
@@ -117,12 +124,44 @@ def cmd_serve(args) -> int:
     if problem:
         print(f"error: cannot listen on {args.host}:{args.port}: {problem}", file=sys.stderr)
         return 1
+    admin = _admin_listener(root, args)
+    if isinstance(admin, int):
+        return admin
+    if args.tracing:
+        os.environ["FLOWLET_TRACING"] = "1"        # read by each worker (server.tracing)
     try:
         return serve(root, host=args.host, port=args.port, workers=args.workers, tls_cert=cert, tls_key=key,
-                     access_log=not args.no_access_log, log_level=args.log_level)
+                     access_log=not args.no_access_log, log_level=args.log_level, admin=admin,
+                     log_format=args.log_format)
     except (OSError, RuntimeError, OverflowError) as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
+
+
+def _admin_listener(root: Path, args):
+    """The admin listener bound to --admin-port or flowlet.yaml's `admin:`, None when neither
+    asks for one, or an exit code when its address cannot be used."""
+    from flowlet.server.admin import AdminListener
+    from flowlet.workspace.settings import load_settings
+
+    settings = load_settings(root).admin            # the workspace loaded once already: no error here
+    port = args.admin_port if args.admin_port is not None else settings.port if settings else None
+    if port is None:
+        return None
+    host = args.admin_host or (settings.host if settings else "127.0.0.1")
+    if not 0 <= port < 65536:
+        print(f"error: --admin-port must be from 0 to 65535, got {port}", file=sys.stderr)
+        return 2
+    admin = AdminListener(host, port)
+    try:
+        admin.bind()
+    except OSError as exc:
+        admin.stop()
+        print(f"error: cannot listen on {host}:{port} (admin): {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    from flowlet.server.admin_console import mount_console
+    mount_console(admin, root)                      # /console/ when flowlet.yaml turns it on
+    return admin
 
 
 def _prepare(root: Path) -> int:

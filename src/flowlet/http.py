@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
+from flowlet.errors import HTTPError
+
 
 class Request:
     """A read-only view of one ASGI HTTP request.
@@ -14,8 +16,10 @@ class Request:
     """
 
     __slots__ = ("scope", "method", "path", "headers", "duplicates", "_cookies", "_dup_cookies",
-                 "_query", "secure")
+                 "_query", "secure", "route", "refusal")
     # _dup_cookies: name -> every value sent, in order, for names sent more than once
+    # route, refusal: what the server found (the matched route, the HTTPError that refused),
+    # for the metrics and the access log
 
     def __init__(self, scope: dict):
         self.scope = scope
@@ -36,6 +40,8 @@ class Request:
         self._cookies: dict[str, str] | None = None
         self._dup_cookies: dict[str, list[str]] = {}
         self._query: dict[str, str] | None = None
+        self.route: object | None = None
+        self.refusal: HTTPError | None = None
 
     @property
     def cookies(self) -> dict[str, str]:

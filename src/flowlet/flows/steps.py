@@ -6,7 +6,9 @@ import asyncio
 import importlib
 import inspect
 import json
+import re
 import sys
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,6 +21,19 @@ from flowlet.source import check_keys, expect_map, get_number, get_str
 _HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 _FUNCTION_KEYS = ("id", "function", "input")
 _HTTP_KEYS = ("id", "http")
+
+
+# What every outbound http step of the current request carries (the request id, an incoming
+# W3C traceparent); the server sets it once per request that runs steps.
+OUTBOUND: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("flowlet_outbound", default=())
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def outbound_headers(request_id: str, traceparent: str | None) -> tuple[tuple[str, str], ...]:
+    """``X-Request-Id``, and ``traceparent`` (with ``tracestate`` dropped) when it is well formed."""
+    if traceparent is not None and _TRACEPARENT.match(traceparent) and not traceparent.startswith("ff"):
+        return (("x-request-id", request_id), ("traceparent", traceparent))
+    return (("x-request-id", request_id),)
 
 
 class StepFailed(Exception):
@@ -66,6 +81,8 @@ class HttpStep:
             value = self.body.evaluate(env)
             content = json.dumps(value, separators=(",", ":")).encode()
             headers.setdefault("content-type", "application/json")
+        given = {k.lower() for k in headers}
+        headers.update((k, v) for k, v in OUTBOUND.get() if k not in given)   # the flow's own values win
         try:
             resp = await ctx.http.request(self.method, url, headers=headers, content=content,
                                           timeout=self.timeout_s)

@@ -34,6 +34,10 @@ class SecretsView:
         self._keys: dict[str, bytes] = {}
         self._callbacks: list[Callable[[frozenset[str]], None]] = []
         self._last_error: tuple[str, float] | None = None
+        # For the metrics: when the copy was last confirmed current, and the store's failures.
+        self.checked_at = time.monotonic()
+        self.store_up = True
+        self.store_errors = 0
         self.refresh(strict=True)
 
     def __repr__(self) -> str:
@@ -129,8 +133,12 @@ class SecretsView:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.store_up = False
+                self.store_errors += 1
                 self._log_failure(exc)
             else:
+                self.checked_at = time.monotonic()
+                self.store_up = True
                 if self._last_error is not None:
                     log.warning("reloading secrets works again")
                     self._last_error = None

@@ -14,12 +14,14 @@ from urllib.parse import parse_qsl
 from flowlet.errors import HTTPError
 from flowlet.expr import ExprError
 from flowlet.flows.flow import JSON_CT, Response, dump_json
-from flowlet.flows.steps import RunContext, StepFailed
+from flowlet.flows.steps import OUTBOUND, RunContext, StepFailed, outbound_headers
 from flowlet.http import Request
 from flowlet.jsonutil import StrictJSON
 from flowlet.security.auth import OPEN_AUTH
 from flowlet.security.hsts import hsts_header
 from flowlet.server.log import AccessLog
+from flowlet.server.metrics import WorkerMetrics, refusal
+from flowlet.server.tracing import Tracing
 from flowlet.workspace.loader import PathEntry, Route, Workspace
 
 log = logging.getLogger("flowlet.server")
@@ -50,7 +52,8 @@ _NOT_ALLOWED = error_body("method not allowed")
 
 
 class FlowletApp:
-    def __init__(self, ws: Workspace, *, access_log: bool = True):
+    def __init__(self, ws: Workspace, *, access_log: bool = True, metrics: WorkerMetrics | None = None,
+                 tracing: Tracing | None = None):
         self.ws = ws
         self.table = ws.table
         self.exact = ws.table.exact
@@ -61,6 +64,9 @@ class FlowletApp:
         self.hsts: tuple[tuple[bytes, bytes], ...] = (hsts,) if hsts else ()
         self.ctx = RunContext()
         self.access = AccessLog(access_log)
+        self.metrics = metrics
+        self.tracing = tracing
+        self.timed = access_log or metrics is not None or tracing is not None
         self._pid = f"{os.getpid():x}"
         self._seq = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -75,7 +81,7 @@ class FlowletApp:
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         logged = self.access.enabled
-        started = time.perf_counter() if logged else 0.0
+        started = time.perf_counter() if self.timed else 0.0
         req = Request(scope)
         rid = req.headers.get("x-request-id")
         if rid is None or not _REQUEST_ID.match(rid):
@@ -89,8 +95,13 @@ class FlowletApp:
             headers.append((b"content-length", str(len(resp.body)).encode()))
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if req.method == "HEAD" else resp.body})
+        if self.metrics is not None:
+            self.metrics.observe(req, resp.status, time.perf_counter() - started)
+        if self.tracing is not None:
+            self.tracing.record(req, resp.status, time.perf_counter() - started, rid)
         if logged:
-            self.access.record(req.method, req.path, resp.status, started, rid, asyncio.get_running_loop())
+            self.access.record(req.method, req.path, resp.status, started, rid, asyncio.get_running_loop(),
+                               req.refusal)
 
     async def pipeline(self, req: Request, receive: Receive, rid: str = "") -> Response:
         """Route (404/405) -> CORS -> authentication (401) -> scope (403) -> CSRF (400)
@@ -100,6 +111,7 @@ class FlowletApp:
             route, params, answer = self.route(req)
             if answer is not None:
                 return answer                 # 404, 405, preflight, OPTIONS
+            req.route = route
             if route.cors is not None:
                 cors = route.cors.actual_headers(req.headers.get("origin"))
             auth = await route.auth.authenticate(req) if route.auth is not None else OPEN_AUTH
@@ -110,6 +122,7 @@ class FlowletApp:
             body = await self.read_body(req, receive) if route.reads_body else None
             resp = await self.run_flow(route, req, params, auth, body, rid)
         except HTTPError as exc:
+            req.refusal = exc
             resp = error_response(exc.status, exc.message, exc.headers)
         except Exception:   # the one catch-all: a bug, not the client's fault; log it, keep CORS on the 500
             log.exception("unhandled error serving %s %s", req.method, req.path, extra={"request_id": rid})
@@ -142,18 +155,28 @@ class FlowletApp:
         return None, None, Response(405, [JSON_CT, (b"allow", first.allow)], _NOT_ALLOWED)
 
     def options(self, entry: PathEntry, req: Request) -> Response:
+        req.route = entry                     # counted as the path's OPTIONS
         if "access-control-request-method" not in req.headers or "origin" not in req.headers:
             return Response(204, [(b"allow", entry.allow)], b"")
         if entry.cors is None:
+            self.preflight_refused(req, entry, "method")
             return _NO_CORS
         status, headers = entry.cors.preflight(req)
         if status == 204:
+            if self.metrics is not None:
+                self.metrics.preflight(entry, True)
             return Response(204, list(headers), b"")
+        self.preflight_refused(req, entry, entry.cors.refusal_reason(req))
         return Response(status, [JSON_CT, *headers], _PREFLIGHT_REFUSED)
+
+    def preflight_refused(self, req: Request, entry: PathEntry, reason: str) -> None:
+        req.refusal = refusal("cors", reason)
+        if self.metrics is not None:
+            self.metrics.preflight(entry, False)
 
     def check_size(self, size: int) -> None:
         if size > self.limit:
-            raise HTTPError(413, self.too_large)
+            raise HTTPError(413, self.too_large, stage="limits", reason="body_too_large")
 
     async def read_body(self, req: Request, receive: Receive) -> JSON:
         declared = req.headers.get("content-length")
@@ -192,7 +215,7 @@ class FlowletApp:
                     self.check_size(size)
                     chunks.append(chunk)
         except TimeoutError:
-            raise HTTPError(408, "request body not received in time") from None
+            raise HTTPError(408, "request body not received in time", stage="limits", reason="timeout") from None
         return b"".join(chunks)
 
     async def run_flow(self, route: Route, req: Request, params: dict[str, int | str], auth: dict[str, JSON],
@@ -209,13 +232,14 @@ class FlowletApp:
         try:
             if not flow.steps:                # expressions only: nothing to wait for
                 return await flow.run(env, self.ctx)
+            OUTBOUND.set(outbound_headers(rid, req.headers.get("traceparent")))
             async with asyncio.timeout(self.timeout):
                 return await flow.run(env, self.ctx)
         except TimeoutError:
             cfg = route.config
             log.warning("flow %s %s timed out after %ss", cfg.method, cfg.pattern.text, self.timeout,
                         extra={"request_id": rid})
-            raise HTTPError(504, "flow timed out") from None
+            raise HTTPError(504, "flow timed out", stage="limits", reason="timeout") from None
         except (StepFailed, ExprError) as exc:
             cfg = route.config
             log.error("flow %s %s failed: %s", cfg.method, cfg.pattern.text, exc, extra={"request_id": rid})
@@ -229,11 +253,15 @@ class FlowletApp:
             if message["type"] == "lifespan.startup":
                 if self.ws.secrets is not None:
                     self._tasks.append(asyncio.create_task(self.ws.secrets.run()))
+                if self.metrics is not None:
+                    self._tasks.append(asyncio.create_task(self.metrics.run()))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for task in self._tasks:
                     task.cancel()
                 await self.ctx.aclose()
+                if self.metrics is not None:
+                    self.metrics.publish("stopped")
                 self.access.flush()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -260,28 +288,31 @@ def parse_body(raw: bytes, content_type: str) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise HTTPError(400, "request body is not valid UTF-8") from None
+        raise HTTPError(400, "request body is not valid UTF-8", stage="input", reason="malformed") from None
     if is_json:
         try:
             return _JSON.decode(text)
         except (ValueError, RecursionError):
-            raise HTTPError(400, "request body is not valid JSON") from None
+            raise HTTPError(400, "request body is not valid JSON", stage="input", reason="malformed") from None
     if ctype == "application/x-www-form-urlencoded":
         try:
             return dict(parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=1000))
         except ValueError:
-            raise HTTPError(400, "request body is not a valid form") from None
+            raise HTTPError(400, "request body is not a valid form", stage="input", reason="malformed") from None
     return text
 
 
 def create_app() -> FlowletApp:
     """Granian's factory: each worker loads the workspace named by FLOWLET_WORKSPACE."""
     from flowlet.server.log import setup_logging
+    from flowlet.server.metrics import from_env as metrics_from_env
+    from flowlet.server.tracing import from_env as tracing_from_env
     from flowlet.workspace.loader import load_workspace
 
     setup_logging(os.environ.get("FLOWLET_LOG_LEVEL", "info"))
     ws = load_workspace(os.environ["FLOWLET_WORKSPACE"], serving=True)
-    app = FlowletApp(ws, access_log=os.environ.get("FLOWLET_ACCESS_LOG", "1") != "0")
+    app = FlowletApp(ws, access_log=os.environ.get("FLOWLET_ACCESS_LOG", "1") != "0", metrics=metrics_from_env(ws),
+                     tracing=tracing_from_env(ws))
     # What loaded stays for the life of the worker: keep the collector from scanning it again
     # and again (long pauses once many cached auth results exist).
     gc.collect()

@@ -27,6 +27,14 @@ class DevSecret:
 
 
 @dataclass(frozen=True)
+class AdminSettings:
+    """``admin: {port: P, host: H}``: the admin listener (health, readiness, metrics)."""
+
+    port: int
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
 class Settings:
     name: str
     api_prefix: str
@@ -37,6 +45,7 @@ class Settings:
     timeout_s: float
     store: str
     dev_secrets: tuple[DevSecret, ...] = ()
+    admin: AdminSettings | None = None
     console: Any = None  # flowlet.console.config.ConsoleSettings, when the console is on
 
 
@@ -60,7 +69,7 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
     if not isinstance(raw, YMap):
         raise ConfigError("flowlet.yaml must be a mapping", rel, 1)
     check_keys(m, ("name", "api_prefix", "domain", "csrf", "hsts", "limits", "store", "dev_secrets",
-                   "console"),
+                   "admin", "console"),
                "flowlet.yaml")
 
     name = get_str(m, "name", root.resolve().name or "flowlet")
@@ -97,7 +106,7 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
 
     return Settings(name=name, api_prefix=prefix, domain=domain, csrf=csrf, hsts=hsts,
                     body_bytes=body_bytes, timeout_s=timeout_s, store=store,
-                    dev_secrets=_dev_secrets(m), console=_console(m))
+                    dev_secrets=_dev_secrets(m), admin=_admin(m), console=_console(m))
 
 
 def _sub(m: YMap, key: str) -> YMap | None:
@@ -105,6 +114,22 @@ def _sub(m: YMap, key: str) -> YMap | None:
     if value is None:
         return None
     return expect_map(value, m, key, f"'{key}'")
+
+
+def _admin(m: YMap) -> AdminSettings | None:
+    block = _sub(m, "admin")
+    if block is None:
+        return None
+    check_keys(block, ("port", "host"), "admin")
+    if "port" not in block:
+        raise block.error("'admin' needs a 'port' (the admin listener's TCP port)")
+    port = get_int(block, "port", minimum=0)
+    if port > 65535:
+        raise block.error(f"'port' must be from 0 to 65535, got {port}", "port")
+    host = get_str(block, "host", "127.0.0.1")
+    if not host or any(c.isspace() for c in host):
+        raise block.error(f"'host' must be an address such as 127.0.0.1, got {host!r}", "host")
+    return AdminSettings(port=port, host=host)
 
 
 def _console(m: YMap) -> Any:
