@@ -355,3 +355,14 @@ def test_hostile_form_values_never_give_500(console_ws):
         assert flowlet("check", str(console_ws)).returncode == 0
     finally:
         console.close()
+
+
+def test_basic_credentials_read_pages_but_never_post(console_ws):
+    with harness.serve_console(console_ws) as (url, _):
+        r = httpx.get(f"{url}/console/endpoints", auth=("alice", "right-password"))
+        assert r.status_code == 200 and "/api/a" in r.text
+        assert "www-authenticate" not in r.headers          # no browser pop-up: the form signs in
+        assert httpx.get(f"{url}/console/endpoints", auth=("alice", "wrong")).status_code == 401
+        r = httpx.post(f"{url}/console/secrets/rotate-csrf", auth=("alice", "right-password"),
+                       data={"csrf_token": ""}, headers={"Origin": url})
+        assert r.status_code in (400, 401)

@@ -32,7 +32,7 @@ from flowlet.errors import HTTPError
 from flowlet.http import Request
 from flowlet.secrets import SecretsView, open_store
 from flowlet.secrets.edits import check_user
-from flowlet.security.basic import BasicPolicy
+from flowlet.security.basic import BasicPolicy, parse_basic
 from flowlet.security.cors import PathCors, parse_domain
 from flowlet.security.csrf import CsrfKeys, CsrfPolicy, CsrfSettings
 from flowlet.security.runtime import AuthRuntime
@@ -128,6 +128,8 @@ class Console:
         if sub == "/signin":
             return self.sign_in(req, form) if req.method == "POST" else self.sign_in_page(req, 200)
         session = self.session_of(req)
+        if session is None and req.method in ("GET", "HEAD"):
+            session = self._basic_reader(req)
         if session is None:
             return self.sign_in_page(req, 401, notice="Sign in to use the console.")
         if req.method == "POST" and not hmac.compare_digest(form.get(CSRF_FIELD, ""), session.csrf_token):
@@ -173,6 +175,23 @@ class Console:
             self.sessions.end(session)
             return None
         return session
+
+    def _basic_reader(self, req: ConsoleRequest) -> Session | None:
+        """A GET with a console user's ``Authorization: Basic`` reads a page (scripts, curl -u)
+        without a session; such a session-less reader cannot post, since no form token matches."""
+        header = next((v for k, v in req.headers if k.lower() == "authorization"), None)
+        parsed = parse_basic(header) if header else None
+        if parsed is None:
+            return None
+        client = req.client or "unknown"
+        if self.throttle.retry_after(client, parsed[0]):
+            return None
+        ok, _ = self._verify(*parsed)
+        if not ok:
+            self.throttle.failed(client, parsed[0])
+            return None
+        now = time.monotonic()
+        return Session(parsed[0], csrf_token="", created=now, last_seen=now)
 
     def console_users(self) -> frozenset[str]:
         secret = self.view.get(self.cfg.users)
