@@ -126,7 +126,10 @@ class Console:
         elif req.method not in ("GET", "HEAD"):
             return self.message(405, "Method not allowed", "The console answers GET and POST.")
         if sub == "/signin":
-            return self.sign_in(req, form) if req.method == "POST" else self.sign_in_page(req, 200)
+            if req.method == "POST":
+                return self.sign_in(req, form)
+            signed_in = self.session_of(req) is not None
+            return redirect(f"{PREFIX}/endpoints") if signed_in else self.sign_in_page(req, 200)
         session = self.session_of(req)
         if session is None and req.method in ("GET", "HEAD"):
             session = self._basic_reader(req)
