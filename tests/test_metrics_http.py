@@ -385,3 +385,50 @@ def test_readyz_is_503_while_draining(tmp_path):
         worker.join(30)
         assert statuses == {503}, statuses
         assert answers == [200]                        # the drain let the request finish
+
+
+def test_counters_survive_a_reload(tmp_path):
+    import signal
+    port = free_port()
+    admin = f"http://127.0.0.1:{port}"
+    ws = make_workspace(tmp_path, {"flows/a.yaml": "endpoint: {method: GET, path: /a}\nrespond: {body: {}}\n"})
+    with run_server(ws, "--workers", "2", "--admin-port", str(port)) as server:
+        for _ in range(5):
+            assert httpx.get(server.url + "/api/a").status_code == 200
+        settle(admin, "flowlet_requests_total", 5, route="/api/a", method="GET", status="200")
+        server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:             # until the new generation serves alone
+            samples = scrape(admin)
+            if value(samples, "flowlet_workers") == 2 and "workspace reloaded" in server.stderr:
+                break
+            time.sleep(0.3)
+        assert "workspace reloaded" in server.stderr
+        assert httpx.get(server.url + "/api/a").status_code == 200
+        samples = settle(admin, "flowlet_requests_total", 6, route="/api/a", method="GET", status="200")
+        assert value(samples, "flowlet_requests_total", route="/api/a", method="GET", status="200") == 6
+        assert _ready(admin) == 200
+
+
+def test_password_checks_past_the_queue_bound_count_as_throttled(tmp_path):
+    import asyncio
+    port = free_port()
+    admin = f"http://127.0.0.1:{port}"
+    ws = make_workspace(tmp_path, {"flows/b.yaml": "endpoint: {method: GET, path: /b, auth: {type: basic, secret: team}}\n"
+                                                   "respond: {body: {}}\n"})
+    assert flowlet("secrets", "set", "team", "-w", str(ws), "--type", "basic", "--user", "ann",
+                   "--password-stdin", input="right\n").returncode == 0
+    with run_server(ws, "--admin-port", str(port)) as server:
+        async def flood() -> list[int]:
+            async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=60)) as client:
+                answers = await asyncio.gather(*(client.get(server.url + "/api/b", auth=("ann", f"wrong-{i}"))
+                                                 for i in range(45)))
+            return [a.status_code for a in answers]
+
+        statuses = asyncio.run(flood())
+        throttled = statuses.count(429)
+        assert throttled >= 1 and statuses.count(401) + throttled == 45, statuses
+        samples = settle(admin, "flowlet_refusals_total", throttled, stage="auth", reason="throttled")
+        assert value(samples, "flowlet_refusals_total", stage="auth", reason="throttled") == throttled
+        samples = settle(admin, "flowlet_refusals_total", 45 - throttled, stage="auth", reason="wrong_password")
+        assert value(samples, "flowlet_refusals_total", stage="auth", reason="wrong_password") == 45 - throttled

@@ -12,6 +12,8 @@ from flowlet.errors import ConfigErrors
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["serve"]:
+        _exit_0_on_sigterm()     # before the slower imports below: start-up is short of one
     parser = argparse.ArgumentParser(prog="flowlet", description="HTTP endpoint flows with security settings.")
     parser.add_argument("--version", action="version", version=f"flowlet {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -33,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-access-log", action="store_true", help="do not write a log line per request")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                    help="the least severe log lines to write (default: info)")
+    p.add_argument("--drain-timeout", type=float, default=30.0, metavar="S",
+                   help="on SIGTERM or reload, let in-flight requests finish for up to S seconds, "
+                        "then cut them (default: 30)")
+    p.add_argument("--watch", action="store_true",
+                   help="development: reload the workspace when its files change (as SIGHUP does)")
     p.add_argument("--log-format", default="json", choices=("json", "text"),
                    help="one JSON object per log line (default), or readable lines for a terminal")
     p.add_argument("--admin-port", type=int, metavar="P",
@@ -96,9 +103,13 @@ def cmd_check(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    _exit_0_on_sigterm()
     from flowlet.server.serve import serve
 
     root = Path(args.dir)
+    if not 0 <= args.drain_timeout <= 86400:
+        print("error: --drain-timeout must be from 0 to 86400 seconds", file=sys.stderr)
+        return 2
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
@@ -131,11 +142,21 @@ def cmd_serve(args) -> int:
         os.environ["FLOWLET_TRACING"] = "1"        # read by each worker (server.tracing)
     try:
         return serve(root, host=args.host, port=args.port, workers=args.workers, tls_cert=cert, tls_key=key,
-                     access_log=not args.no_access_log, log_level=args.log_level, admin=admin,
-                     log_format=args.log_format)
+                     access_log=not args.no_access_log, log_level=args.log_level, log_format=args.log_format,
+                     drain_timeout=args.drain_timeout, watch=args.watch, services=(admin,) if admin else ())
     except (OSError, RuntimeError, OverflowError) as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
+
+
+def _exit_0_on_sigterm() -> None:
+    """SIGTERM during start-up ends `serve` with 0 too; its supervisor takes signals over later."""
+    import signal
+    signal.signal(signal.SIGTERM, _exit_0)
+
+
+def _exit_0(signum, frame) -> None:
+    raise SystemExit(0)
 
 
 def _admin_listener(root: Path, args):
@@ -177,8 +198,8 @@ def _prepare(root: Path) -> int:
 
 
 def _in_child(job) -> int:
-    """Run ``job`` in a forked child: the supervisor process that stays behind (granian's main
-    process) then never holds the workspace's imports, only the workers do."""
+    """Run ``job`` in a forked child: the supervisor process that stays behind then never holds
+    the workspace's imports, only the workers do."""
     if not hasattr(os, "fork"):
         return job()
     sys.stdout.flush()
@@ -192,7 +213,12 @@ def _in_child(job) -> int:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    try:
+        _, status = os.waitpid(pid, 0)
+    except BaseException:            # SIGTERM while the child works: it goes too
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        raise
     return os.waitstatus_to_exitcode(status) if status else 0
 
 

@@ -89,6 +89,7 @@ class FlowletApp:
             rid = f"{self._pid}-{self._seq:x}"
         resp = await self.pipeline(req, receive, rid)
         headers = [*resp.headers, (b"x-request-id", rid.encode())]   # a copy: answers may be shared
+        headers += (b"x-content-type-options", b"nosniff"), (b"server", b"flowlet")   # else granian names itself
         if req.secure:
             headers.extend(self.hsts)
         if resp.status != 204:                       # a 204 has no body and needs no length

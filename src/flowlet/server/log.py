@@ -66,6 +66,13 @@ def setup_logging(level: str = "info") -> None:
     root.propagate = False
 
 
+def granian_log_config() -> dict:
+    """granian's own lines (its warnings and errors) in the same style, on stderr."""
+    formatter = "flowlet.server.log.TextFormatter" if log_format() == "text" else "flowlet.server.log.JsonFormatter"
+    handler = {"formatter": "generic", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+    return {"formatters": {"generic": {"()": formatter}}, "handlers": {"console": handler, "access": handler}}
+
+
 def _plain(text: str) -> bool:
     return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
 
