@@ -39,7 +39,7 @@ def test_console_on_the_admin_port_saves_and_the_server_serves_it(tmp_path):
     with run_server(ws, "--admin-port", str(port)) as api:
         admin = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{admin}/healthz").status_code == 200
-        c = httpx.Client(base_url=admin, headers={"Origin": admin})
+        c = httpx.Client(base_url=admin, headers={"Origin": admin}, timeout=90)
         r = c.get("/console/endpoints")
         assert r.status_code == 401 and r.headers["x-frame-options"] == "DENY"
         r = c.post("/console/signin", data={"csrf_token": _token(c.get("/console/signin").text),
@@ -76,6 +76,8 @@ def test_console_on_the_admin_port_saves_and_the_server_serves_it(tmp_path):
         runner.join()
         assert answer.status_code == 204
         assert failures == [] and answered[0] > 10
+        notice = c.get("/console/endpoint", params={"file": "flows/get-user.yaml"}).text
+        assert "Saved. The server now serves it." in notice        # the supervisor's reload finished
         assert answer.headers["access-control-allow-origin"] == "https://test.example.com"
         assert answer.headers["access-control-max-age"] == "300"
         assert "# read one user" in (ws / "flows" / "get-user.yaml").read_text()
