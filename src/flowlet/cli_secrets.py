@@ -45,7 +45,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Credentials live in the workspace store, encrypted with the master key, "
                     "and are never printed back.")
     commands = secrets.add_subparsers(dest="secrets_command", required=True,
-                                      metavar="{set,list,delete,remove-user,rotate-csrf}")
+                                      metavar="{set,list,delete,rotate-csrf}")
 
     p = commands.add_parser("set", help="create or replace a secret (basic: add or replace one user)")
     p.add_argument("name", help="the secret's name, as flows refer to it")
