@@ -32,6 +32,7 @@ from flowlet.errors import HTTPError
 from flowlet.http import Request
 from flowlet.secrets import SecretsView, open_store
 from flowlet.secrets.edits import check_user
+from flowlet.secrets.model import BasicSecret
 from flowlet.security.basic import BasicPolicy, parse_basic
 from flowlet.security.cors import PathCors, parse_domain
 from flowlet.security.csrf import CsrfKeys, CsrfPolicy, CsrfSettings
@@ -198,7 +199,7 @@ class Console:
 
     def console_users(self) -> frozenset[str]:
         secret = self.view.get(self.cfg.users)
-        if secret is None or getattr(secret, "type", None) != "basic":
+        if not isinstance(secret, BasicSecret):      # missing, another type, or unreadable
             return frozenset()
         return frozenset(secret.users)
 
