@@ -29,11 +29,11 @@ sys.path.insert(0, str(HERE))
 from workspaces import Material  # noqa: E402
 
 CASES = ("open", "preflight", "cors", "basic", "jwt-hs256", "jwt-rs256", "jwt-es256", "jwt-eddsa", "csrf",
-         "routes-1", "routes-1000")
+         "routes-1", "routes-1000", "ratelimit-local")
 PATHS = {"open": "/api/hello", "preflight": "/api/cors", "cors": "/api/cors", "basic": "/api/basic",
          "jwt-hs256": "/api/jwt/hs", "jwt-rs256": "/api/jwt/rs", "jwt-es256": "/api/jwt/es",
          "jwt-eddsa": "/api/jwt/ed", "csrf": "/api/notes", "routes-1": "/api/items0/42",
-         "routes-1000": "/api/items999/42"}
+         "routes-1000": "/api/items999/42", "ratelimit-local": "/api/limited"}
 HOST = b"127.0.0.1:8080"
 
 

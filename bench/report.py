@@ -77,6 +77,8 @@ def targets(data: dict, agg: dict) -> list[dict]:
     ratio("CSRF POST: Flowlet / Starlette+starlette-csrf", ("flowlet", "csrf"), ("starlette", "csrf"), 2.0)
     ratio("Basic / Flowlet open GET", ("flowlet", "basic"), ("flowlet", "open"), 0.9)
     ratio("1,000 endpoints / 1 endpoint (last route)", ("flowlet", "routes-1000"), ("flowlet", "routes-1"), 0.9)
+    ratio("rate-limited GET, local counters / open GET", ("flowlet", "ratelimit-local"), ("flowlet", "open"), 0.9)
+    ratio("rate-limited GET, Redis / open GET", ("flowlet", "ratelimit-redis"), ("flowlet", "open"), 0.6)
     st = [s for s in data.get("startup") or [] if s.get("endpoints") == 1000 and "error" not in s]
     if st:
         t = statistics.median(s["startup_s"] for s in st)

@@ -69,9 +69,12 @@ CASES = [
     Case("csrf", "CSRF POST (valid token and cookie)", "/api/notes", "POST"),
     Case("routes-1", "1-endpoint workspace", "/api/items0/42"),
     Case("routes-1000", "1,000-endpoint workspace, last route", "/api/items999/42"),
+    Case("ratelimit-local", "rate-limited GET, counters shared by the workers", "/api/limited"),
+    Case("ratelimit-redis", "rate-limited GET, counters in Redis", "/api/limited"),
 ]
 CASE_BY_NAME = {c.name: c for c in CASES}
 JWT_CASES = ("jwt-hs256", "jwt-rs256", "jwt-es256", "jwt-eddsa", "jwt-es256-fresh")
+FLOWLET_ONLY = ("ratelimit-local", "ratelimit-redis")       # nothing comparable in the glue apps
 
 
 # ---- contenders -------------------------------------------------------------------------------------
@@ -86,6 +89,8 @@ class Contender:
     env: tuple[tuple[str, str], ...] = ()
 
     def serves(self, case: str) -> bool:
+        if case in FLOWLET_ONLY:
+            return self.name == "flowlet"
         return self.cases is None or case in self.cases
 
 
@@ -129,6 +134,8 @@ def server_command(ctx: "Run", contender: Contender, case: Case, port: int) -> t
         ws = ctx.material.ws
         if case.name.startswith("routes-"):
             ws = ctx.material.ws_routes[int(case.name.split("-")[1])]
+        if case.name == "ratelimit-redis":
+            ws = ctx.material.ws_redis
         env["FLOWLET_WORKSPACE"] = str(ws)
         env["FLOWLET_LOG_LEVEL"] = "warning"
         if env.get("FLOWLET_METRICS_DIR") == "@run":

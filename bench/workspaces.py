@@ -20,6 +20,10 @@ JWT_KEYS = ("hs", "rs", "es", "ed")
 ALG = {"hs": "HS256", "rs": "RS256", "es": "ES256", "ed": "EdDSA"}
 
 HELLO = "respond:\n  body: {message: Hello from Flowlet}\n"
+# counted on every request, never reached: what is measured is the counting
+LIMITED = ("endpoint:\n  method: GET\n  path: /limited\n"
+           "  rate_limit: {limit: 1000000000, window_s: 86400, key: client}\n" + HELLO)
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def _cli(*args: str, input: str | None = None, retries: int = 3) -> str:
@@ -80,6 +84,8 @@ def main_flows(cases: set[str]) -> dict[str, str]:
     for name in jwt_keys_needed(cases):
         flows[f"flows/jwt-{name}.yaml"] = (f"endpoint:\n  method: GET\n  path: /jwt/{name}\n"
                                            f"  auth: {{type: jwt, secret: {name}, scope: read}}\n" + HELLO)
+    if cases & {"ratelimit-local", "ratelimit-redis"}:
+        flows["flows/limited.yaml"] = LIMITED
     if "csrf" in cases:
         flows["flows/notes.yaml"] = textwrap.dedent("""\
             endpoint:
@@ -115,6 +121,7 @@ class Material:
         self.ws = root / "ws"                  # the bench workspace
         self.glue = root / "glue"              # key material for the Starlette/FastAPI apps
         self.ws_routes: dict[int, Path] = {}   # N -> workspace with N endpoints
+        self.ws_redis = root / "ws-redis"      # rate limits counted in Redis
         self.tokens: dict[str, str] = {}       # key name -> a token made by `flowlet token`
         self.fresh_tokens = fresh_tokens
         self.fresh_files: dict[str, Path] = {}
@@ -144,6 +151,11 @@ class Material:
                 (self.glue / f"{name}.pub.pem").write_bytes(_public_pem(pems[name]))
             self.tokens[name] = _cli("token", "-w", str(self.ws), "--secret", name, "--scope", "read",
                                      "--sub", "bench", "--ttl", "86400").strip()
+        if "ratelimit-redis" in self.cases:
+            prefix = f"flowlet-bench:{secrets.token_hex(6)}:"       # this run's keys only
+            _write(self.ws_redis, {"flowlet.yaml": f"name: bench\nrate_limits:\n  store: {REDIS_URL}\n"
+                                                   f"  key_prefix: '{prefix}'\n",
+                                   "flows/limited.yaml": LIMITED})
         for case in self.cases:
             if case.startswith("routes-"):
                 n = int(case.split("-")[1])

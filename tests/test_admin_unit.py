@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from flowlet.server.admin import DEGRADED, DOWN, AdminListener, AdminResponse, AdminRoutes
@@ -89,3 +90,16 @@ def test_readyz_degraded_store_is_200_and_a_down_check_is_503(tmp_path):
     finally:
         admin.stop()
     assert not tmp_path.exists()                   # the run directory goes with the listener
+
+
+def test_listens_on_ipv6_loopback(tmp_path):
+    admin = AdminListener("::1", 0, run_dir=tmp_path)
+    try:
+        admin.start(Serving([]))
+    except OSError:
+        admin.stop()
+        pytest.skip("no IPv6 loopback on this machine")
+    try:
+        assert httpx.get(f"http://[::1]:{admin.port}/healthz").json() == {"status": "ok"}
+    finally:
+        admin.stop()

@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--admin-host", metavar="H", help="the admin listener's address (default 127.0.0.1)")
     p.add_argument("--tracing", action="store_true",
                    help="OpenTelemetry spans per request (needs the flowlet[otel] extra)")
+    p.add_argument("--forwarded-allow-ips", metavar="LIST", default=None,
+                   help="comma-separated addresses and CIDRs of reverse proxies whose Forwarded and "
+                        "X-Forwarded-* headers are believed (joined with proxy.trusted in flowlet.yaml)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check", help="load the workspace and report problems as FILE:LINE")
@@ -124,6 +127,8 @@ def cmd_serve(args) -> int:
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return 1
+    if not _edge_environment(args):
+        return 2
     code = _in_child(lambda: _prepare(root))   # errors end here, exit 1, before any worker starts
     if code:
         return code
@@ -165,7 +170,8 @@ def _admin_listener(root: Path, args):
     from flowlet.server.admin import AdminListener
     from flowlet.workspace.settings import load_settings
 
-    settings = load_settings(root).admin            # the workspace loaded once already: no error here
+    loaded = load_settings(root)                    # the workspace loaded once already: no error here
+    settings = loaded.admin
     port = args.admin_port if args.admin_port is not None else settings.port if settings else None
     if port is None:
         return None
@@ -174,6 +180,9 @@ def _admin_listener(root: Path, args):
         print(f"error: --admin-port must be from 0 to 65535, got {port}", file=sys.stderr)
         return 2
     admin = AdminListener(host, port)
+    limits = loaded.rate_limits
+    if limits is not None and limits.store is not None:
+        admin.add_check("redis", lambda: _redis_check(limits))
     try:
         admin.bind()
     except OSError as exc:
@@ -183,6 +192,29 @@ def _admin_listener(root: Path, args):
     from flowlet.server.admin_console import mount_console
     mount_console(admin, root)                      # /console/ when flowlet.yaml turns it on
     return admin
+
+
+def _redis_check(limits) -> tuple[str, dict]:
+    """Rate-limit counters in Redis: one PING. Down is degraded: the workers count locally."""
+    import asyncio
+
+    from flowlet.edge.ratelimit import probe
+    state = asyncio.run(probe(limits)).get("redis", "down")
+    return ("ok" if state == "ok" else "degraded"), {"redis": state}
+
+
+def _edge_environment(args) -> bool:
+    """Workers read the trusted proxies and the shared rate-limit counters from the environment."""
+    from flowlet.edge.counters import ENV_TABLE, create_shared_table
+    from flowlet.edge.proxy import ENV_ALLOW_IPS, parse_allow_ips
+    if args.forwarded_allow_ips is not None:
+        try:
+            os.environ[ENV_ALLOW_IPS] = ",".join(parse_allow_ips(args.forwarded_allow_ips))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return False
+    os.environ[ENV_TABLE] = create_shared_table()
+    return True
 
 
 def _prepare(root: Path) -> int:

@@ -16,7 +16,7 @@ class Request:
     """
 
     __slots__ = ("scope", "method", "path", "headers", "duplicates", "_cookies", "_dup_cookies",
-                 "_query", "secure", "route", "refusal")
+                 "_query", "secure", "client", "host", "route", "refusal")
     # _dup_cookies: name -> every value sent, in order, for names sent more than once
     # route, refusal: what the server found (the matched route, the HTTPError that refused),
     # for the metrics and the access log
@@ -37,6 +37,10 @@ class Request:
         self.headers = headers
         self.duplicates: frozenset[str] = frozenset(dups) if dups else frozenset()
         self.secure: bool = scope.get("scheme") == "https"
+        # the direct peer and Host; a trusted proxy's forwarding headers may replace them (edge.proxy)
+        peer = scope.get("client")
+        self.client: str | None = peer[0] if peer else None
+        self.host: str | None = headers.get("host")
         self._cookies: dict[str, str] | None = None
         self._dup_cookies: dict[str, list[str]] = {}
         self._query: dict[str, str] | None = None
@@ -82,6 +86,11 @@ class Request:
             cookies[name] = value
         self._cookies = cookies
         self._dup_cookies = dups
+
+    def expr_view(self) -> dict:
+        """``request`` as expressions see it; ``client`` is the effective client address."""
+        return {"method": self.method, "path": self.path, "headers": self.headers, "query": self.query,
+                "cookies": self.cookies, "client": self.client}
 
     @property
     def query(self) -> dict[str, str]:

@@ -166,10 +166,11 @@ def _verify(hasher: PasswordHasher, phc: str, password: str) -> bool:
 class BasicPolicy:
     """``auth: {type: basic, secret: NAME}`` compiled for one endpoint."""
 
-    __slots__ = ("_v", "_missing", "_invalid", "_busy")
+    __slots__ = ("_v", "_missing", "_invalid", "_busy", "_throttle")
 
     def __init__(self, secret_name: str, *, realm: str, secrets: SecretsSource, runtime: AuthRuntime):
         self._v = runtime.shared("basic", secret_name, lambda: _Verifier(secret_name, secrets, runtime))
+        self._throttle = runtime.throttle
         challenge = ((b"www-authenticate", www_authenticate_basic(realm)),)
         self._missing = HTTPError(401, "authentication required", challenge, stage="auth", reason="missing")
         self._invalid = HTTPError(401, "invalid user name or password", challenge, stage="auth", reason="malformed")
@@ -193,10 +194,12 @@ class BasicPolicy:
         key = mac.digest()
         auth = v.cache.get(key, v.clock())
         if auth is not None:
+            if self._throttle is not None and self._throttle.suspect(req.client, auth["user"]):
+                await self._throttle.confirm(req.client, auth["user"])
             return auth
-        return await self._verify_slow(secret, value, key)
+        return await self._verify_slow(secret, value, key, req.client)
 
-    async def _verify_slow(self, secret: Secret | None, value: str, key: bytes) -> dict:
+    async def _verify_slow(self, secret: Secret | None, value: str, key: bytes, client: str | None = None) -> dict:
         v = self._v
         if not isinstance(secret, BasicSecret):
             log.error("basic auth: secret %r is missing or not a basic secret; request refused", v.name)
@@ -205,6 +208,8 @@ class BasicPolicy:
         if parsed is None:
             raise self._fail(self._invalid)
         user, password = parsed
+        # before any argon2 work: 429 when this client or this user name is over its limit
+        ticket = await self._throttle.admit(client, user) if self._throttle is not None else None
         loop = asyncio.get_running_loop()
         pending = v.inflight.get(key)
         if pending is not None and pending.get_loop() is loop:
@@ -225,6 +230,11 @@ class BasicPolicy:
                     v.inflight.pop(key, None)
                 if not pending.done():
                     pending.set_result(ok)
+        if ticket is not None:
+            if ok:
+                await self._throttle.succeeded(ticket)
+            else:
+                self._throttle.failed(ticket)
         if not ok:
             log.info("basic auth: refused credentials for secret %r", v.name)
             raise self._fail(self._invalid, "wrong_password" if user in secret.users else "unknown_user")

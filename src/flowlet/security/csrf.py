@@ -367,7 +367,7 @@ class CsrfPolicy:
     def _origin_allowed(self, req: Request, origin: str) -> bool:
         if origin == "null":
             return False
-        host = req.headers.get("host")
+        host = req.host                       # as the browser sent it (a trusted proxy's X-Forwarded-Host)
         own = (("https://" if req.secure else "http://") + host) if host else None
         if origin == own:
             return True

@@ -28,7 +28,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from joserfc.jwk import Key
 from joserfc.jws import JWSAlgModel, JWSRegistry
@@ -41,6 +41,9 @@ from flowlet.jsonutil import StrictJSON
 from flowlet.secrets.model import JwtSecret, Secret, SecretsSource
 from flowlet.security.expiring import ExpiringCache, json_cost
 from flowlet.security.runtime import AuthRuntime
+
+if TYPE_CHECKING:
+    from flowlet.edge.authlimit import AuthThrottle
 
 log = logging.getLogger("flowlet.auth")
 
@@ -480,13 +483,24 @@ class _Verifier:
         return self.monotonic() - self.attempted_at >= self.refresh_cooldown
 
     # -- verification --
-    async def verify(self, token: str) -> dict:
+    async def verify(self, token: str, throttle: AuthThrottle | None = None, client: str | None = None) -> dict:
         secret = self.sync()
         key = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         auth = self.cache.get(key, self.clock())
         if auth is not None:
+            if throttle is not None and throttle.suspect(client, None):
+                await throttle.confirm(client, None)
             return auth
-        return await self._verify_slow(token, key, secret)
+        if throttle is None:
+            return await self._verify_slow(token, key, secret)
+        ticket = await throttle.admit(client, None)     # 429 before any signature check
+        try:
+            auth = await self._verify_slow(token, key, secret)
+        except Exception:
+            throttle.failed(ticket)
+            raise
+        await throttle.succeeded(ticket)
+        return auth
 
     async def _verify_slow(self, token: str, key: bytes, secret: Secret | None) -> dict:
         if not isinstance(secret, JwtSecret) or (self.problem is not None and self.keyset is None):
@@ -546,12 +560,13 @@ def bearer_token(req: Request, cookie: str | None) -> str | None:
 class JwtPolicy:
     """``auth: {type: jwt, secret: NAME[, token_cookie: C]}`` compiled for one endpoint."""
 
-    __slots__ = ("_v", "_cookie", "_missing", "_invalid_header")
+    __slots__ = ("_v", "_cookie", "_missing", "_invalid_header", "_throttle")
 
     def __init__(self, secret_name: str, *, realm: str, secrets: SecretsSource, runtime: AuthRuntime,
                  token_cookie: str | None = None):
         self._v = runtime.shared("jwt", secret_name, lambda: _Verifier(secret_name, secrets, runtime))
         self._cookie = token_cookie
+        self._throttle = runtime.throttle
         self._missing = ((b"www-authenticate", www_authenticate_bearer(realm)),)
         self._invalid_header = ((b"www-authenticate", www_authenticate_bearer(realm, "invalid_token")),)
 
@@ -571,10 +586,12 @@ class JwtPolicy:
         if len(token) > MAX_TOKEN:
             raise HTTPError(401, "invalid token: too large", self._invalid_header, stage="auth", reason="malformed")
         try:
-            return await self._v.verify(token)
+            return await self._v.verify(token, self._throttle, req.client)
         except InvalidToken as exc:
             log.debug("jwt: token refused for secret %r: %s", self._v.name, exc.detail)
             raise HTTPError(401, exc.message, self._invalid_header, stage="auth", reason=exc.reason) from None
+        except HTTPError:
+            raise                       # 429 from the throttle
         except Exception:
             log.exception("jwt: unexpected error while verifying a token (secret %r)", self._v.name)
             raise HTTPError(401, "invalid token", self._invalid_header, stage="auth", reason="malformed") from None

@@ -14,7 +14,10 @@ import asyncio
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Protocol, TypeVar
+from typing import TYPE_CHECKING, Callable, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from flowlet.edge.authlimit import AuthThrottle
 
 R = TypeVar("R")
 
@@ -75,12 +78,15 @@ class BoundedPool:
 class AuthRuntime:
     """Per-workspace state of the Basic and JWT policies (see the module docstring)."""
 
-    __slots__ = ("clock", "monotonic", "hashing", "_shared")
+    __slots__ = ("clock", "monotonic", "hashing", "throttle", "_shared")
 
     def __init__(self, *, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic,
-                 hash_workers: int = HASH_WORKERS, max_queued: int = MAX_QUEUED):
+                 hash_workers: int = HASH_WORKERS, max_queued: int = MAX_QUEUED,
+                 throttle: AuthThrottle | None = None):
         self.clock = clock
+        # failed authentications per client and per user name (flowlet.edge.authlimit), or None
+        self.throttle = throttle
         self.monotonic = monotonic
         self.hashing = BoundedPool(hash_workers, max_queued, "argon2")
         self._shared: dict[tuple[str, str], Verifier] = {}

@@ -159,8 +159,7 @@ def compile_scope_expr(source: str, where: Where, compile_expr: CompileExpr) -> 
     def test(auth: dict, req: Request, params: dict) -> object:
         env: dict[str, object] = {"claims": auth["claims"], "scopes": auth["scopes"], "params": params}
         if with_request:
-            env["request"] = {"method": req.method, "path": req.path, "headers": req.headers,
-                              "query": req.query, "cookies": req.cookies}
+            env["request"] = req.expr_view()
         return run(env)
 
     test.where = where  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import socket
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -118,7 +119,8 @@ class AdminListener:
     def bind(self) -> None:
         """Bind now, so a port in use is an error before any worker starts."""
         if self._httpd is None:
-            self._httpd = ThreadingHTTPServer((self.host, self.port), _make_handler(self))
+            server_class = _ThreadingHTTPServer6 if ":" in self.host else ThreadingHTTPServer
+            self._httpd = server_class((self.host, self.port), _make_handler(self))
             self._httpd.daemon_threads = True
             self.port = self._httpd.server_address[1]
 
@@ -182,6 +184,10 @@ class AdminListener:
         up = all(s.get("store_up", True) for s in states)
         return (OK if up else DEGRADED), {"store": "ok" if up else "down",
                                           "age_s": max(s.get("age_s", 0.0) for s in states)}
+
+
+class _ThreadingHTTPServer6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 def _make_handler(admin: AdminListener) -> type[BaseHTTPRequestHandler]:

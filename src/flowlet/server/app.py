@@ -11,6 +11,7 @@ import time
 from typing import Any, Awaitable, Callable, MutableMapping
 from urllib.parse import parse_qsl
 
+from flowlet.edge.proxy import compile_proxies, from_environment
 from flowlet.errors import HTTPError
 from flowlet.expr import ExprError
 from flowlet.flows.flow import JSON_CT, Response, dump_json
@@ -63,6 +64,7 @@ class FlowletApp:
         hsts = hsts_header(ws.settings.hsts)
         self.hsts: tuple[tuple[bytes, bytes], ...] = (hsts,) if hsts else ()
         self.ctx = RunContext()
+        self.proxy = compile_proxies(ws.settings.proxy.trusted, from_environment())
         self.access = AccessLog(access_log)
         self.metrics = metrics
         self.tracing = tracing
@@ -102,13 +104,16 @@ class FlowletApp:
             self.tracing.record(req, resp.status, time.perf_counter() - started, rid)
         if logged:
             self.access.record(req.method, req.path, resp.status, started, rid, asyncio.get_running_loop(),
-                               req.refusal)
+                               req.client, req.refusal)
 
     async def pipeline(self, req: Request, receive: Receive, rid: str = "") -> Response:
-        """Route (404/405) -> CORS -> authentication (401) -> scope (403) -> CSRF (400)
-        -> body (413/400) -> flow (504/500). A stage refuses by raising HTTPError."""
+        """Trusted proxy headers (400) -> route (404/405) -> CORS -> authentication (401, 429)
+        -> rate limit (429) -> scope (403) -> CSRF (400) -> body (413/400) -> flow (504/500).
+        A stage refuses by raising HTTPError."""
         cors: Headers | tuple[()] = ()
         try:
+            if self.proxy is not None:
+                self.proxy.apply(req)         # the effective client, scheme and host
             route, params, answer = self.route(req)
             if answer is not None:
                 return answer                 # 404, 405, preflight, OPTIONS
@@ -116,6 +121,8 @@ class FlowletApp:
             if route.cors is not None:
                 cors = route.cors.actual_headers(req.headers.get("origin"))
             auth = await route.auth.authenticate(req) if route.auth is not None else OPEN_AUTH
+            if route.rate_limit is not None:
+                await route.rate_limit.check(req, auth, params)
             if route.scope_policy is not None:
                 route.scope_policy.check(auth, req, params)
             if route.csrf is not None:
@@ -228,8 +235,7 @@ class FlowletApp:
         if "query" in flow.variables:
             env["query"] = req.query
         if "request" in flow.variables:
-            env["request"] = {"method": req.method, "path": req.path, "headers": req.headers,
-                              "query": req.query, "cookies": req.cookies}
+            env["request"] = req.expr_view()
         try:
             if not flow.steps:                # expressions only: nothing to wait for
                 return await flow.run(env, self.ctx)
@@ -246,6 +252,10 @@ class FlowletApp:
             log.error("flow %s %s failed: %s", cfg.method, cfg.pattern.text, exc, extra={"request_id": rid})
             raise HTTPError(500, "internal error") from None
 
+    def health(self) -> dict[str, str]:
+        """Checks for the admin listener: where the rate-limit counters live and whether Redis answers."""
+        return self.ws.limiter.health() if self.ws.limiter is not None else {}
+
     # ---- lifespan ----------------------------------------------------------------------
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
@@ -261,6 +271,8 @@ class FlowletApp:
                 for task in self._tasks:
                     task.cancel()
                 await self.ctx.aclose()
+                if self.ws.limiter is not None:
+                    await self.ws.limiter.aclose()
                 if self.metrics is not None:
                     self.metrics.publish("stopped")
                 self.access.flush()
@@ -314,6 +326,8 @@ def create_app() -> FlowletApp:
     ws = load_workspace(os.environ["FLOWLET_WORKSPACE"], serving=True)
     app = FlowletApp(ws, access_log=os.environ.get("FLOWLET_ACCESS_LOG", "1") != "0", metrics=metrics_from_env(ws),
                      tracing=tracing_from_env(ws))
+    if app.metrics is not None:
+        app.metrics.publish()       # before the worker reports ready, so /readyz counts it at once
     # What loaded stays for the life of the worker: keep the collector from scanning it again
     # and again (long pauses once many cached auth results exist).
     gc.collect()

@@ -77,6 +77,14 @@ def _plain(text: str) -> bool:
     return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
 
 
+def _client_field(client: str | None) -> str:
+    # an address, or an obfuscated RFC 7239 identifier (token characters): no escaping needed
+    if client is None:
+        return ""
+    return f',"client":"{client}"' if client.isprintable() and '"' not in client and "\\" not in client \
+        else f',"client":{json.dumps(client)}'
+
+
 class AccessLog:
     """Buffered access log: ``record`` appends a line; ``flush`` writes them in one call."""
 
@@ -89,7 +97,7 @@ class AccessLog:
         _buffers.append(self)
 
     def record(self, method: str, path: str, status: int, started: float, request_id: str, loop,
-               refusal: HTTPError | None = None) -> None:
+               client: str | None = None, refusal: HTTPError | None = None) -> None:
         if not self.enabled:
             return
         ms = (time.perf_counter() - started) * 1000
@@ -98,6 +106,8 @@ class AccessLog:
         why = refusal.stage if refusal is not None else None
         if self.text:
             line = f"{_text_time(now)} INFO    flowlet.access: {method} {json.dumps(path)[1:-1]} {status} {ms:.1f}ms"
+            if client is not None:
+                line += f" from {json.dumps(client)[1:-1]}"
             if why is not None:
                 line += f" refused by {why}: {refusal.reason}"
             self.lines.append(f"{line} [{request_id}]\n")
@@ -108,7 +118,7 @@ class AccessLog:
             self.lines.append(
                 f'{{"ts":{now:.6f},"level":"info","logger":"flowlet.access","msg":"{method} {status}",'
                 f'"method":"{method}","path":{quoted},"status":{status},"duration_ms":{ms:.3f},'
-                f'"request_id":"{request_id}"{extra}}}\n')
+                f'"request_id":"{request_id}"{_client_field(client)}{extra}}}\n')
         if not self._scheduled:
             self._scheduled = True
             loop.call_later(0.2, self.flush)

@@ -17,6 +17,7 @@ def describe_routes(ws: Workspace) -> dict:
                 "auth": r.config.auth.describe() if r.config.auth is not None else None,
                 "csrf": r.config.csrf,
                 "cors": r.cors is not None,
+                "rate_limit": r.rate_limit.describe() if r.rate_limit is not None else None,
                 "description": r.config.description,
             })
         paths.append({"path": entry.full_path, "allow": entry.allow.decode(), "endpoints": endpoints,

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flowlet.edge.ratelimit import EndpointRateLimit, parse_endpoint_rate_limit
 from flowlet.routing import PathPattern, parse_path
 from flowlet.security.auth import AuthConfig, parse_auth
 from flowlet.security.cors import CorsConfig, parse_cors
 from flowlet.source import YMap, check_keys, expect_map, get_bool, get_str
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-ENDPOINT_KEYS = ("method", "path", "auth", "cors", "csrf", "description")
+ENDPOINT_KEYS = ("method", "path", "auth", "cors", "csrf", "description", "rate_limit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,7 @@ class EndpointConfig:
     cors: CorsConfig | None = None
     csrf: bool = False
     description: str | None = None
+    rate_limit: EndpointRateLimit | None = None
 
 
 def parse_endpoint(doc: YMap, file: str) -> EndpointConfig:
@@ -51,4 +53,5 @@ def parse_endpoint(doc: YMap, file: str) -> EndpointConfig:
         cors=parse_cors(expect_map(ep["cors"], ep, "cors", "'cors'")) if ep.get("cors") is not None else None,
         csrf=get_bool(ep, "csrf", False),
         description=get_str(ep, "description", None) or get_str(doc, "description", None),
+        rate_limit=parse_endpoint_rate_limit(ep["rate_limit"], ep) if ep.get("rate_limit") is not None else None,
     )

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from flowlet.edge.authlimit import AuthThrottle
+from flowlet.edge.ratelimit import EndpointLimit, Limiter, compile_endpoint_limit
 from flowlet.errors import ConfigError, ConfigErrors
 from flowlet.expr import compile_expr
 from flowlet.flows.flow import Flow, compile_flow
@@ -51,9 +53,12 @@ class Workspace:
     csrf_keys: CsrfKeys | None = None
     csrf_entry: PathEntry | None = None
     auth_runtime: AuthRuntime = field(default_factory=AuthRuntime)
+    limiter: Limiter | None = None        # rate-limit counters (this worker's view)
 
     def close(self) -> None:
         self.auth_runtime.close()
+        if self.limiter is not None:
+            self.limiter.close()
         if self.store is not None:
             self.store.close()
 
@@ -80,17 +85,20 @@ def load_workspace(root: str | Path, *, display_root: str | None = None, open_se
     parsed = _parse_flows(root, rel, errors)
     secrets = _resolve_secrets(root, settings, rel(root / "flowlet.yaml"), errors, serving=serving,
                                wanted=open_secrets and bool(parsed or settings.dev_secrets))
-    auth_runtime = AuthRuntime()
+    limiter = Limiter(settings.rate_limits)
+    throttle = AuthThrottle(limiter)
+    auth_runtime = AuthRuntime(throttle=throttle if throttle.enabled else None)
     try:
-        endpoints = _compile_endpoints(parsed, settings, root, secrets.lookup, auth_runtime, errors)
+        endpoints = _compile_endpoints(parsed, settings, root, secrets.lookup, auth_runtime, errors, limiter)
         groups = _group_by_path(endpoints, settings.api_prefix, errors)
         warnings = list(secrets.warnings)
         path_cors = _merge_cors(groups, settings.csrf.header, errors, warnings)
         if errors:
             raise ConfigErrors(errors)
-        return _build(root, settings, groups, path_cors, secrets, warnings, auth_runtime)
+        return _build(root, settings, groups, path_cors, secrets, warnings, auth_runtime, limiter)
     except BaseException:
         auth_runtime.close()
+        limiter.close()
         secrets.close()
         raise
 
@@ -182,11 +190,12 @@ class _Endpoint:
     flow: Flow
     auth: AuthPolicy | None
     scope_policy: ScopePolicy | None
+    rate_limit: EndpointLimit | None = None
 
 
 def _compile_endpoints(parsed: list[tuple[YMap, EndpointConfig]], settings: Settings, root: Path,
                        secrets: SecretsView | _DevPlaceholders | None, auth_runtime: AuthRuntime,
-                       errors: list[ConfigError]) -> list[_Endpoint]:
+                       errors: list[ConfigError], limiter: Limiter) -> list[_Endpoint]:
     out: list[_Endpoint] = []
     for doc, cfg in parsed:
         try:
@@ -198,7 +207,13 @@ def _compile_endpoints(parsed: list[tuple[YMap, EndpointConfig]], settings: Sett
                 auth, scope_policy = compile_auth(
                     cfg.auth, realm=settings.name, secrets=secrets, runtime=auth_runtime,
                     compile_expr=lambda src, where: compile_expr(src, where, allow_secret=False))
-            out.append(_Endpoint(cfg, flow, auth, scope_policy))
+            rate_limit = None
+            if cfg.rate_limit is not None:
+                rate_limit = compile_endpoint_limit(
+                    cfg.rate_limit, route_id=f"{cfg.method} {cfg.pattern.text}", limiter=limiter,
+                    uses_auth=auth is not None,
+                    compile_expr=lambda src, where: compile_expr(src, where, allow_secret=False))
+            out.append(_Endpoint(cfg, flow, auth, scope_policy, rate_limit))
         except ConfigError as exc:
             errors.append(exc.located(cfg.file, doc.line))
     return out
@@ -261,7 +276,8 @@ def _merge_cors(groups: list[_PathGroup], csrf_header: str, errors: list[ConfigE
 # ---- phase 5: build the immutable routes and the table -----------------------------------
 
 def _build(root: Path, settings: Settings, groups: list[_PathGroup], path_cors: list[PathCors | None],
-           secrets: _Secrets, warnings: list[ConfigError], auth_runtime: AuthRuntime) -> Workspace:
+           secrets: _Secrets, warnings: list[ConfigError], auth_runtime: AuthRuntime,
+           limiter: Limiter) -> Workspace:
     csrf_keys = None
     if secrets.view is not None:
         csrf_keys = CsrfKeys(secrets.view, secrets.store)
@@ -275,7 +291,7 @@ def _build(root: Path, settings: Settings, groups: list[_PathGroup], path_cors: 
         table.add(csrf_entry.pattern, csrf_entry)
     return Workspace(root=root, settings=settings, routes=[r for e in paths for r in e.routes.values()],
                      paths=paths, table=table, warnings=warnings, store=secrets.store, secrets=secrets.view,
-                     csrf_keys=csrf_keys, csrf_entry=csrf_entry, auth_runtime=auth_runtime)
+                     csrf_keys=csrf_keys, csrf_entry=csrf_entry, auth_runtime=auth_runtime, limiter=limiter)
 
 
 def _path_entry(group: _PathGroup, cors: PathCors | None, settings: Settings,
@@ -290,7 +306,7 @@ def _compile_route(ep: _Endpoint, path_cors: PathCors | None, settings: Settings
     in_cors = path_cors is not None and ep.config.method in path_cors.methods
     csrf = CsrfPolicy(settings.csrf, csrf_keys, path_cors) if ep.config.csrf and csrf_keys is not None else None
     return Route(ep.config, ep.flow, cors=path_cors if in_cors else None, auth=ep.auth,
-                 scope_policy=ep.scope_policy, csrf=csrf)
+                 scope_policy=ep.scope_policy, csrf=csrf, rate_limit=ep.rate_limit)
 
 
 def _csrf_entry(settings: Settings, keys: CsrfKeys, paths: list[PathEntry]) -> PathEntry:

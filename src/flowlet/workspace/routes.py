@@ -14,6 +14,7 @@ from flowlet.routing import PathPattern
 from flowlet.workspace.endpoint import METHODS, EndpointConfig
 
 if TYPE_CHECKING:
+    from flowlet.edge.ratelimit import EndpointLimit
     from flowlet.flows.steps import RunContext
     from flowlet.security.auth import AuthPolicy
     from flowlet.security.cors import PathCors
@@ -45,6 +46,7 @@ class Route:
     auth: AuthPolicy | None = None
     scope_policy: ScopePolicy | None = None
     csrf: CsrfPolicy | None = None
+    rate_limit: EndpointLimit | None = None
     reads_body: bool = True
 
 

@@ -45,6 +45,8 @@ class Settings:
     timeout_s: float
     store: str
     dev_secrets: tuple[DevSecret, ...] = ()
+    proxy: Any = None    # flowlet.edge.proxy.ProxySettings
+    rate_limits: Any = None   # flowlet.edge.ratelimit.RateLimitSettings
     admin: AdminSettings | None = None
     console: Any = None  # flowlet.console.config.ConsoleSettings, when the console is on
 
@@ -69,8 +71,7 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
     if not isinstance(raw, YMap):
         raise ConfigError("flowlet.yaml must be a mapping", rel, 1)
     check_keys(m, ("name", "api_prefix", "domain", "csrf", "hsts", "limits", "store", "dev_secrets",
-                   "admin", "console"),
-               "flowlet.yaml")
+                   "proxy", "rate_limits", "admin", "console"), "flowlet.yaml")
 
     name = get_str(m, "name", root.resolve().name or "flowlet")
     if not _NAME.match(name) or '"' in name or "\\" in name:
@@ -104,9 +105,13 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
     if store != "sqlite" and not store.startswith(("postgresql://", "postgres://")):
         raise m.error("'store' must be sqlite or a postgresql:// URL", "store")
 
+    from flowlet.edge.proxy import parse_proxy_settings
+    from flowlet.edge.ratelimit import parse_rate_limit_settings
     return Settings(name=name, api_prefix=prefix, domain=domain, csrf=csrf, hsts=hsts,
                     body_bytes=body_bytes, timeout_s=timeout_s, store=store,
-                    dev_secrets=_dev_secrets(m), admin=_admin(m), console=_console(m))
+                    dev_secrets=_dev_secrets(m), proxy=parse_proxy_settings(m.get("proxy"), m),
+                    rate_limits=parse_rate_limit_settings(m.get("rate_limits"), m), admin=_admin(m),
+                    console=_console(m))
 
 
 def _sub(m: YMap, key: str) -> YMap | None:
