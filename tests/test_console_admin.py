@@ -11,11 +11,8 @@ import threading
 import time
 
 import httpx
-import pytest
 
 from conftest import flowlet, free_port, make_workspace, run_server
-
-pytest.importorskip("flowlet.server.admin")
 
 FLOW = "# read one user\nendpoint:\n  method: GET\n  path: /user/{id}\nrespond:\n  body: {ok: true}\n"
 
