@@ -62,7 +62,7 @@ def main() -> int:
     args = p.parse_args()
 
     from flowlet.http import Request
-    from flowlet.secrets.store import open_store
+    from flowlet.secrets import open_store
     from flowlet.secrets.view import SecretsView
     from flowlet.security.jwt import JwtPolicy
     from flowlet.security.runtime import AuthRuntime

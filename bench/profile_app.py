@@ -29,11 +29,12 @@ sys.path.insert(0, str(HERE))
 from workspaces import Material  # noqa: E402
 
 CASES = ("open", "preflight", "cors", "basic", "jwt-hs256", "jwt-rs256", "jwt-es256", "jwt-eddsa", "csrf",
-         "routes-1", "routes-1000", "ratelimit-local")
+         "routes-1", "routes-1000", "ratelimit-local", "post", "validated")
 PATHS = {"open": "/api/hello", "preflight": "/api/cors", "cors": "/api/cors", "basic": "/api/basic",
          "jwt-hs256": "/api/jwt/hs", "jwt-rs256": "/api/jwt/rs", "jwt-es256": "/api/jwt/es",
          "jwt-eddsa": "/api/jwt/ed", "csrf": "/api/notes", "routes-1": "/api/items0/42",
-         "routes-1000": "/api/items999/42", "ratelimit-local": "/api/limited"}
+         "routes-1000": "/api/items999/42", "ratelimit-local": "/api/limited", "post": "/api/signup-raw",
+         "validated": "/api/signup"}
 HOST = b"127.0.0.1:8080"
 
 
@@ -83,6 +84,9 @@ def request_for(case: str, m: Material, app, loop) -> tuple[dict, bytes]:
         return scope("POST", path, {"Content-Type": "application/json", "Content-Length": str(len(body)),
                                     "Origin": "http://127.0.0.1:8080", "Sec-Fetch-Site": "same-origin",
                                     "X-CSRF-TOKEN": token, "Cookie": cookie}), body
+    if case in ("post", "validated"):
+        body = json.dumps(m.signup_body).encode()
+        return scope("POST", path, {"Content-Type": "application/json", "Content-Length": str(len(body))}), body
     return scope("GET", path, {}), body
 
 

@@ -75,6 +75,8 @@ def targets(data: dict, agg: dict) -> list[dict]:
         ratio(f"JWT {alg}: Flowlet / Starlette+joserfc", ("flowlet", case), ("starlette-joserfc", case), 2.0)
         ratio(f"JWT {alg} / Flowlet open GET", ("flowlet", case), ("flowlet", "open"), 0.85)
     ratio("CSRF POST: Flowlet / Starlette+starlette-csrf", ("flowlet", "csrf"), ("starlette", "csrf"), 2.0)
+    ratio("validated POST: Flowlet / FastAPI+pydantic", ("flowlet", "validated"), ("fastapi", "validated"), 3.0)
+    ratio("validated POST / Flowlet unvalidated POST", ("flowlet", "validated"), ("flowlet", "post"), 0.85)
     ratio("Basic / Flowlet open GET", ("flowlet", "basic"), ("flowlet", "open"), 0.9)
     ratio("1,000 endpoints / 1 endpoint (last route)", ("flowlet", "routes-1000"), ("flowlet", "routes-1"), 0.9)
     ratio("rate-limited GET, local counters / open GET", ("flowlet", "ratelimit-local"), ("flowlet", "open"), 0.9)

@@ -67,6 +67,8 @@ CASES = [
     Case("jwt-eddsa", "JWT EdDSA GET (repeated token)", "/api/jwt/ed"),
     Case("jwt-es256-fresh", "JWT ES256 GET (every token new)", "/api/jwt/es"),
     Case("csrf", "CSRF POST (valid token and cookie)", "/api/notes", "POST"),
+    Case("post", "POST, ten-field JSON body, not validated", "/api/signup-raw", "POST"),
+    Case("validated", "POST, ten-field JSON body validated by its schema", "/api/signup", "POST"),
     Case("routes-1", "1-endpoint workspace", "/api/items0/42"),
     Case("routes-1000", "1,000-endpoint workspace, last route", "/api/items999/42"),
     Case("ratelimit-local", "rate-limited GET, counters shared by the workers", "/api/limited"),
@@ -376,6 +378,9 @@ def build_spec(ctx: "Run", contender: Contender, case: Case, port: int) -> Spec:
         spec.headers = {"Authorization": "Bearer " + m.tokens[key]}
         if case.name == "jwt-es256-fresh":
             spec.token_file = m.fresh_files["main"]
+    elif case.name in ("post", "validated"):
+        spec.headers = {"Content-Type": "application/json"}
+        spec.body = json.dumps(m.signup_body)
     elif case.name == "csrf":
         own = f"http://{HOST}:{port}"
         spec.headers = {"Content-Type": "application/json", "Origin": own, "Sec-Fetch-Site": "same-origin"}

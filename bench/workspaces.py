@@ -86,6 +86,13 @@ def main_flows(cases: set[str]) -> dict[str, str]:
                                            f"  auth: {{type: jwt, secret: {name}, scope: read}}\n" + HELLO)
     if cases & {"ratelimit-local", "ratelimit-redis"}:
         flows["flows/limited.yaml"] = LIMITED
+    signup = "respond:\n  body: {ok: true, name: \"=body.name\"}\n"
+    if "post" in cases:
+        flows["flows/signup-raw.yaml"] = "endpoint:\n  method: POST\n  path: /signup-raw\n" + signup
+    if "validated" in cases:
+        # The schema the glue apps' pydantic model mirrors (contenders/glue.py), as JSON in YAML.
+        flows["flows/signup.yaml"] = ("endpoint:\n  method: POST\n  path: /signup\n  input:\n    body: "
+                                      + json.dumps(_glue().SIGNUP_SCHEMA) + "\n" + signup)
     if "csrf" in cases:
         flows["flows/notes.yaml"] = textwrap.dedent("""\
             endpoint:
@@ -97,6 +104,15 @@ def main_flows(cases: set[str]) -> dict[str, str]:
               body: {saved: "=body"}
             """)
     return flows
+
+
+def _glue():
+    """The contenders' shared module (the signup body and schema live there)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_glue", Path(__file__).parent / "contenders" / "glue.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def jwt_keys_needed(cases: set[str]) -> list[str]:
@@ -126,6 +142,7 @@ class Material:
         self.fresh_tokens = fresh_tokens
         self.fresh_files: dict[str, Path] = {}
         self.basic_header = "Basic " + base64.b64encode(f"u:{PASSWORD}".encode()).decode()
+        self.signup_body = _glue().SIGNUP_BODY
 
     def build(self) -> None:
         self.ws.mkdir(parents=True)

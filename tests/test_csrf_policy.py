@@ -576,7 +576,7 @@ def test_store_failure_when_creating_the_key_is_a_clean_500():
 
 
 def test_with_the_real_sqlite_store(tmp_path, monkeypatch):
-    from flowlet.secrets.store import open_store
+    from flowlet.secrets import open_store
     monkeypatch.delenv("FLOWLET_MASTER_KEY", raising=False)
     worker, cli = open_store(tmp_path), open_store(tmp_path)
 
@@ -701,7 +701,7 @@ def fetch_token(client):
 
 
 def stored_current_key(root) -> bytes:
-    from flowlet.secrets.store import open_store
+    from flowlet.secrets import open_store
     store = open_store(root)
     try:
         return b64url_decode(json.loads(store.get_key(csrf_mod.KEY_NAME))["current"])

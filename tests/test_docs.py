@@ -17,7 +17,7 @@ import pytest
 import doccheck
 from conftest import ROOT, run_server
 
-DOCS = ("docs/tutorial.md", "docs/auth.md", "docs/secrets.md", "docs/csrf.md", "docs/tls.md")
+DOCS = ("docs/tutorial.md", "docs/auth.md", "docs/secrets.md", "docs/csrf.md", "docs/tls.md", "docs/contracts.md")
 
 # `flowlet serve` options a page's server runs with (the page says so where it starts it).
 SERVE_ARGS: dict[str, tuple[str, ...]] = {"docs/tls.md": ("--tls-self-signed",)}
@@ -39,6 +39,7 @@ NOT_CHECKED: dict[str, list[str]] = {
     "docs/tls.md": ["starts a long-running server; the checked examples below use a real one"],
     "docs/tutorial.md": ["runs until stopped; the checks run their own server",
                          "runs until stopped; the checks below send what the browser sends"],
+    "docs/contracts.md": [],
 }
 
 # Examples that show what Flowlet should do but it does not yet: {(doc, command start): reason}.
@@ -47,7 +48,7 @@ KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 # At least this many commands per doc (a guard against examples silently dropping out: lower
 # it only when you remove examples on purpose).
 MIN_COMMANDS = {"docs/auth.md": 18, "docs/secrets.md": 33, "docs/csrf.md": 13, "docs/tls.md": 8,
-                "docs/tutorial.md": 20}
+                "docs/tutorial.md": 20, "docs/contracts.md": 20}
 
 PARSED = {name: doccheck.parse_doc(ROOT / name, name) for name in DOCS}
 COMMANDS = [c for name in DOCS for c in PARSED[name].commands]

@@ -47,6 +47,13 @@ FILES = {
           cors: {allow: selected, domains: "app.example.test", credentials: true}
         respond: {body: {ok: true}}
     """,
+    "flows/typed.yaml": """
+        endpoint:
+          method: POST
+          path: /typed
+          input: {body: {type: object, required: [a], properties: {a: {type: integer}}}}
+        respond: {body: {ok: true}}
+    """,
     "flows/limited.yaml": """
         endpoint: {method: GET, path: /limited, rate_limit: {limit: 1, window_s: 3600, key: client}}
         respond: {body: {ok: true}}
@@ -195,6 +202,7 @@ def refusals(ws: Path, url: str) -> dict[tuple[str, str], tuple[int, object]]:
             "x-csrf-token": tok[:-2] + "AA", "cookie": cookie})),
         ("csrf", "origin"): (400, lambda: httpx.post(api + "/things", json={}, headers={
             "x-csrf-token": tok, "cookie": cookie, "origin": "https://evil.example"})),
+        ("input", "schema"): (400, lambda: httpx.post(api + "/typed", json={"a": "x"})),
         ("input", "malformed"): (400, lambda: httpx.post(api + "/echo", content=b"{nope",
                                                        headers={"content-type": "application/json"})),
         ("limits", "body_too_large"): (413, lambda: httpx.post(api + "/echo", json={"x": "y" * 100})),

@@ -6,7 +6,8 @@
 - JWT: the ``HTTPBearer`` dependency and an async dependency decoding with PyJWT (or joserfc)
   and checking the scope, as in FastAPI's security tutorial;
 - CSRF: ``starlette_csrf.CSRFMiddleware``; the body is a ``dict`` parameter;
-- ``routes-N``: N routes ``/api/items{i}/{id}`` with ``id: int``.
+- ``routes-N``: N routes ``/api/items{i}/{id}`` with ``id: int``;
+- ``post``: a ``dict`` body; ``validated``: the pydantic model of the same ten-field body.
 """
 
 from __future__ import annotations
@@ -83,6 +84,18 @@ elif case == "csrf":
     @app.post("/api/notes", status_code=201)
     async def notes(body: dict = Body(...)):
         return {"saved": body}
+
+elif case == "post":
+    @app.post("/api/signup-raw")
+    async def signup_raw(body: dict = Body(...)):
+        return {"ok": True, "name": body["name"]}
+
+elif case == "validated":
+    Signup = glue.signup_model()
+
+    @app.post("/api/signup")
+    async def signup(body: Signup):
+        return {"ok": True, "name": body.name}
 
 elif glue.routes_count():
     app.router.routes = [r for r in app.router.routes if getattr(r, "path", "") != "/api/hello"]

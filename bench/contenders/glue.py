@@ -4,7 +4,7 @@ The harness starts a contender with these environment variables:
 
 - ``BENCH_CASE``: which middleware stack to build (``open``, ``preflight``, ``cors``, ``basic``,
   ``jwt-hs256``, ``jwt-rs256``, ``jwt-es256``, ``jwt-eddsa``, ``jwt-es256-fresh``, ``csrf``,
-  ``routes-1``, ``routes-1000``);
+  ``routes-1``, ``routes-1000``, ``post``, ``validated``);
 - ``BENCH_MATERIAL``: a folder with the key material the harness made for Flowlet too
   (``hs.key``, ``rs.pub.pem``, ``es.pub.pem``, ``ed.pub.pem``, ``basic.hash``, ``csrf.secret``);
 - ``BENCH_JWT_LIB``: ``pyjwt`` (default) or ``joserfc``.
@@ -25,6 +25,57 @@ JWT_LIB = os.environ.get("BENCH_JWT_LIB", "pyjwt")
 
 HELLO = {"message": "Hello from Flowlet"}
 REALM = "bench"
+
+# The `post` and `validated` cases: a sign-up body of ten fields. `validated` checks it against
+# SIGNUP_SCHEMA (Flowlet: `input.body`; FastAPI and Starlette: the equivalent pydantic model).
+SIGNUP_BODY = {"name": "Ada Lovelace", "email": "ada@example.com", "age": 36, "country": "GB", "plan": "pro",
+               "seats": 3, "newsletter": True, "score": 9.5, "tags": ["math", "engines"],
+               "address": {"city": "London", "zip": "W1"}}
+SIGNUP_SCHEMA = {
+    "type": "object",
+    "required": ["name", "email", "age", "country", "plan"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 100},
+        "email": {"type": "string", "pattern": "^[^@\\s]+@[^@\\s]+$"},
+        "age": {"type": "integer", "minimum": 0, "maximum": 150},
+        "country": {"enum": ["DE", "FR", "US", "GB", "JP"]},
+        "plan": {"enum": ["free", "pro", "team"]},
+        "seats": {"type": "integer", "minimum": 1, "default": 1},
+        "newsletter": {"type": "boolean"},
+        "score": {"type": "number", "minimum": 0},
+        "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
+        "address": {"type": "object", "additionalProperties": False, "required": ["city"],
+                    "properties": {"city": {"type": "string"}, "zip": {"type": "string"}}},
+    },
+}
+
+
+def signup_model():
+    """SIGNUP_SCHEMA as a pydantic model (strict: no "36" for 36, as in JSON Schema)."""
+    from typing import Annotated, Literal
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class Address(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        city: str
+        zip: str | None = None
+
+    class Signup(BaseModel):
+        model_config = ConfigDict(extra="forbid", strict=True)
+        name: Annotated[str, Field(min_length=1, max_length=100)]
+        email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]
+        age: Annotated[int, Field(ge=0, le=150)]
+        country: Literal["DE", "FR", "US", "GB", "JP"]
+        plan: Literal["free", "pro", "team"]
+        seats: Annotated[int, Field(ge=1)] = 1
+        newsletter: bool | None = None
+        score: Annotated[float, Field(ge=0)] | None = None
+        tags: Annotated[list[str], Field(max_length=10)] | None = None
+        address: Address | None = None
+
+    return Signup
 
 # The bench workspace's CORS flow allows "*.example.com" (https), Content-Type, credentials,
 # max_age 300: the same policy as a regular expression for CORSMiddleware.

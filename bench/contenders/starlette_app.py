@@ -111,6 +111,22 @@ def build() -> Starlette:
             body = await request.json() if await request.body() else None
             return JSONResponse({"saved": body}, status_code=201)
         routes.append(Route("/api/notes", notes, methods=["POST"]))
+    elif case == "post":
+        async def signup_raw(request: Request) -> JSONResponse:
+            body = await request.json()
+            return JSONResponse({"ok": True, "name": body["name"]})
+        routes.append(Route("/api/signup-raw", signup_raw, methods=["POST"]))
+    elif case == "validated":
+        from pydantic import ValidationError
+        signup_model = glue.signup_model()
+
+        async def signup(request: Request) -> JSONResponse:
+            try:
+                body = signup_model.model_validate_json(await request.body())
+            except ValidationError as exc:
+                return JSONResponse({"detail": exc.errors(include_url=False)}, status_code=422)
+            return JSONResponse({"ok": True, "name": body.name})
+        routes.append(Route("/api/signup", signup, methods=["POST"]))
     elif glue.routes_count():
         routes = [Route(f"/api/items{i}/{{id:int}}", hello) for i in range(glue.routes_count())]
     return Starlette(routes=routes, middleware=middleware)

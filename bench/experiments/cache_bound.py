@@ -19,7 +19,7 @@ from jwt_first_seen import scope_for, tokens_for  # noqa: E402
 from workspaces import Material  # noqa: E402
 
 from flowlet.http import Request  # noqa: E402
-from flowlet.secrets.store import open_store  # noqa: E402
+from flowlet.secrets import open_store  # noqa: E402
 from flowlet.secrets.view import SecretsView  # noqa: E402
 import flowlet.security.jwt as J  # noqa: E402
 from flowlet.security.runtime import AuthRuntime  # noqa: E402

@@ -50,11 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--forwarded-allow-ips", metavar="LIST", default=None,
                    help="comma-separated addresses and CIDRs of reverse proxies whose Forwarded and "
                         "X-Forwarded-* headers are believed (joined with proxy.trusted in flowlet.yaml)")
+    p.add_argument("--dev", action="store_true",
+                   help="development: check every answer against its endpoint's output schemas and log mismatches")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check", help="load the workspace and report problems as FILE:LINE")
     p.add_argument("dir", nargs="?", help="the workspace folder (default: the current folder)")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("openapi", help="print the workspace's OpenAPI 3.1 document")
+    p.add_argument("dir", nargs="?", default=".", help="the workspace folder (default: the current folder)")
+    p.add_argument("--yaml", action="store_true", help="print YAML instead of JSON")
+    p.set_defaults(func=cmd_openapi)
 
     p = sub.add_parser("routes", help="list every endpoint with its security settings")
     p.add_argument("dir", nargs="?", default=".", help="the workspace folder (default: the current folder)")
@@ -148,7 +155,8 @@ def cmd_serve(args) -> int:
     try:
         return serve(root, host=args.host, port=args.port, workers=args.workers, tls_cert=cert, tls_key=key,
                      access_log=not args.no_access_log, log_level=args.log_level, log_format=args.log_format,
-                     drain_timeout=args.drain_timeout, watch=args.watch, services=(admin,) if admin else ())
+                     drain_timeout=args.drain_timeout, watch=args.watch, dev=args.dev,
+                     services=(admin,) if admin else ())
     except (OSError, RuntimeError, OverflowError) as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
@@ -297,6 +305,23 @@ def cmd_routes(args) -> int:
         print(json.dumps(data, indent=2))
     else:
         print(format_routes(data))
+    return 0
+
+
+def cmd_openapi(args) -> int:
+    from flowlet.workspace.apidoc import openapi_document
+    try:
+        ws = _load(Path(args.dir))
+    except ConfigErrors as exc:
+        _print_errors(exc)
+        return 1
+    doc = openapi_document(ws)
+    ws.close()
+    if args.yaml:
+        import yaml
+        print(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), end="")
+    else:
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
     return 0
 
 

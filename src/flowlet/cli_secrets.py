@@ -20,7 +20,8 @@ from typing import Callable
 
 from flowlet.secrets import crypto
 from flowlet.secrets.model import BasicSecret, JwtSecret, Secret, ValueSecret, valid_name
-from flowlet.secrets.store import Store, StoreError, open_store
+from flowlet.secrets.open import open_store
+from flowlet.secrets.store import Store, StoreError
 
 MAX_INPUT_BYTES = 1 << 20  # key files, key sets and stdin values are small
 _JWT_OPTIONS = ("issuer", "audience", "algorithms", "leeway", "scope_claim")
@@ -39,13 +40,15 @@ class CommandError(Exception):
 # ---- parser --------------------------------------------------------------------------------
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register `secrets` (set, list, delete, rotate-csrf) and `token` on the `flowlet` parser."""
+    """Register `secrets` (set, list, delete, rotate-csrf, rotate-master-key, export, import) and
+    `token` on the `flowlet` parser."""
     secrets = subparsers.add_parser(
         "secrets", help="set, list and delete the workspace's secrets",
         description="Credentials live in the workspace store, encrypted with the master key, "
                     "and are never printed back.")
     commands = secrets.add_subparsers(dest="secrets_command", required=True,
-                                      metavar="{set,list,delete,rotate-csrf}")
+                                      metavar="{set,list,delete,rotate-csrf,rotate-master-key,"
+                                              "export,import}")
 
     p = commands.add_parser("set", help="create or replace a secret (basic: add or replace one user)")
     p.add_argument("name", help="the secret's name, as flows refer to it")
@@ -91,6 +94,22 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                                                 "valid for csrf.grace_s)")
     _workspace_option(p)
     p.set_defaults(func=cmd_rotate_csrf)
+
+    p = commands.add_parser("rotate-master-key",
+                            help="re-seal every secret under the first master key (one transaction)")
+    _workspace_option(p)
+    p.set_defaults(func=cmd_rotate_master_key)
+
+    p = commands.add_parser("export", help="write every secret, still sealed, to a file (a backup)")
+    _workspace_option(p)
+    p.add_argument("--to", required=True, metavar="FILE", help="the file to write (mode 0600)")
+    p.set_defaults(func=cmd_export)
+
+    p = commands.add_parser("import", help="restore an export into an empty store")
+    _workspace_option(p)
+    p.add_argument("--from", dest="source", required=True, metavar="FILE",
+                   help="a file written by `flowlet secrets export`")
+    p.set_defaults(func=cmd_import)
 
     p = subparsers.add_parser("token", help="print a signed JWT (needs an HS or private-key secret)")
     _workspace_option(p)
@@ -395,6 +414,46 @@ def cmd_rotate_csrf(args: argparse.Namespace) -> int:
     grace = getattr(getattr(args.settings, "csrf", None), "grace_s", None)
     tail = f" for {grace} s" if grace is not None else " for csrf.grace_s"
     print(f"rotated the CSRF key; tokens issued under the previous key stay valid{tail}")
+    return 0
+
+
+# ---- master key rotation and backups -------------------------------------------------------
+
+@_handler
+def cmd_rotate_master_key(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        moved = store.rotate_master_key()
+        kid = store.ring.sealing_id
+    print(f"re-sealed {moved} row{'s' if moved != 1 else ''} under master key id {kid}; "
+          "every secret is now sealed under it")
+    return 0
+
+
+@_handler
+def cmd_export(args: argparse.Namespace) -> int:
+    from flowlet.secrets.backup import write_export
+
+    with _open(args) as store:
+        doc = write_export(store, Path(args.to))
+    count = len(doc["secrets"])
+    ids = ", ".join(doc["key_ids"]) or "none"
+    print(f"exported {count} secret{'s' if count != 1 else ''} and {len(doc['keys'])} internal "
+          f"key{'s' if len(doc['keys']) != 1 else ''} to {args.to}, still sealed (master key ids: "
+          f"{ids}); restoring them needs those keys")
+    return 0
+
+
+@_handler
+def cmd_import(args: argparse.Namespace) -> int:
+    from flowlet.secrets.backup import import_rows, needs_keys, read_export
+
+    snapshot = read_export(Path(args.source))  # a bad file is reported before the store is opened
+    needs_keys(Path(args.workspace), snapshot)    # and a missing key before a store is created
+    with _open(args) as store:
+        import_rows(store, snapshot)
+    count = len(snapshot.secrets)
+    print(f"imported {count} secret{'s' if count != 1 else ''} and {len(snapshot.keys)} internal "
+          f"key{'s' if len(snapshot.keys) != 1 else ''} from {args.source}")
     return 0
 
 

@@ -53,6 +53,7 @@ class HTTPError(Exception):
     """
 
     __slots__ = ("status", "message", "headers", "stage", "reason")
+    body: bytes | None = None      # a ready JSON body that replaces {"error": message} (400 problems, Reject)
 
     def __init__(self, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = (), *,
                  stage: str | None = None, reason: str | None = None):

@@ -1,10 +1,16 @@
 """Functions the demo's flows call (the workspace folder is on sys.path)."""
 
+import math
+
+from flowlet import Reject
+
 
 def add(a, b):
-    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
-        raise TypeError("a and b must be numbers")
-    return a + b
+    total = a + b                     # the input contract made both numbers
+    if not math.isfinite(total):
+        # A 4xx the function chooses: {"error": "...", "details": {...}}
+        raise Reject(422, "the sum is too large", {"max": 1.7976931348623157e308})
+    return total
 
 
 async def order(id: int, changes: dict | None = None):

@@ -6,16 +6,20 @@ import json
 from typing import Any
 
 from flowlet.errors import ConfigError
-from flowlet.expr import BASE_VARIABLES, compile_value
+from flowlet.expr import BASE_VARIABLES, Expr, compile_expr, compile_value
 from flowlet.flows.steps import RunContext, StepFailed, compile_step
 from flowlet.headers import is_token
-from flowlet.source import YMap, check_keys, expect_map
+from flowlet.source import YList, YMap, check_keys, expect_map
 
 JSON_CT = (b"content-type", b"application/json")
 
 
+# One encoder for every answer: json.dumps with options builds a new one per call (twice the cost).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dump_json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return _ENCODER.encode(value).encode()
 
 
 class Response:
@@ -27,23 +31,42 @@ class Response:
         self.body = body
 
 
-class Flow:
-    """Steps then respond. ``variables`` is every base variable the flow's expressions read,
-    so the server builds only those (the ``request`` map is not built when nobody reads it)."""
+class Case:
+    """One answer of ``respond``: used when ``when`` holds (or when it has none)."""
 
-    def __init__(self, steps: list, status: Any, headers: Any, body: Any, has_body: bool):
-        self.steps = steps
+    __slots__ = ("when", "status", "headers", "body", "has_body", "where")
+
+    def __init__(self, when: Expr | None, status: Any, headers: Any, body: Any, has_body: bool,
+                 where: tuple[str | None, int]):
+        self.when = when
         self.status = status
         self.headers = headers
         self.body = body
         self.has_body = has_body
-        used = frozenset().union(status.variables, headers.variables, body.variables,
-                                 *(s.variables for s in steps))
+        self.where = where
+
+    @property
+    def variables(self) -> frozenset[str]:
+        used = self.status.variables | self.headers.variables | self.body.variables
+        return used | self.when.variables if self.when is not None else used
+
+
+class Flow:
+    """Steps then the first respond case that holds. ``variables`` is every base variable the
+    flow's expressions read, so the server builds only those (the ``request`` map is not built
+    when nobody reads it)."""
+
+    def __init__(self, steps: list, cases: list[Case]):
+        self.steps = steps
+        self.cases = cases
+        used = frozenset().union(*(c.variables for c in cases), *(s.variables for s in steps))
         self.variables = used & frozenset(BASE_VARIABLES)
         # The whole answer is fixed when nothing in it is an expression: encode it now.
         self.fixed: Response | None = None
-        if not steps and status.is_const and headers.is_const and body.is_const:
-            self.fixed = self._build(status.value, headers.value, body.value)
+        one = cases[0]
+        if not steps and len(cases) == 1 and one.when is None and one.status.is_const \
+                and one.headers.is_const and one.body.is_const:
+            self.fixed = self._build(one, one.status.value, one.headers.value, one.body.value)
 
     async def run(self, env: dict, ctx: RunContext) -> Response:
         if self.fixed is not None:
@@ -52,9 +75,18 @@ class Flow:
             result = await step.run(env, ctx)
             if step.id is not None:
                 env[step.id] = result
-        return self._build(self.status.evaluate(env), self.headers.evaluate(env), self.body.evaluate(env))
+        for case in self.cases:
+            if case.when is not None:
+                holds = case.when.evaluate(env)
+                if not isinstance(holds, bool):
+                    raise StepFailed(f"respond case at line {case.where[1]}: 'when' gave "
+                                     f"{type(holds).__name__}, not true or false")
+                if not holds:
+                    continue
+            return self._build(case, case.status.evaluate(env), case.headers.evaluate(env), case.body.evaluate(env))
+        raise StepFailed("no respond case matched (end the list with a case without 'when')")
 
-    def _build(self, status: Any, headers: Any, body: Any) -> Response:
+    def _build(self, case: Case, status: Any, headers: Any, body: Any) -> Response:
         if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
             raise StepFailed(f"respond.status must be an integer from 200 to 599, got {status!r}")
         out: list[tuple[bytes, bytes]] = []
@@ -68,7 +100,7 @@ class Flow:
             if k.lower() == "content-type":
                 content_type = value
             out.append((k.lower().encode("latin-1"), value.encode("latin-1", "replace")))
-        if not self.has_body or status in (204, 304):
+        if not case.has_body or status in (204, 304):
             return Response(status, out, b"")
         if content_type is not None and isinstance(body, str) and "json" not in content_type:
             return Response(status, out, body.encode())
@@ -81,8 +113,9 @@ class Flow:
         return Response(status, out, encoded)
 
 
-def compile_flow(doc: YMap, *, root, secrets: Any) -> Flow:
-    """The ``steps`` and ``respond`` parts of a flow file."""
+def compile_flow(doc: YMap, *, root, secrets: Any, output: Any = None) -> Flow:
+    """The ``steps`` and ``respond`` parts of a flow file. ``output`` (an OutputContract) checks
+    the bodies ``respond`` states literally."""
     allowed = set(BASE_VARIABLES)
     steps = []
     raw_steps = doc.get("steps", [])
@@ -104,23 +137,63 @@ def compile_flow(doc: YMap, *, root, secrets: Any) -> Flow:
     if respond is None:
         respond = YMap()
         respond.file, respond.line, respond.key_lines = doc.file, doc.line, {}
-    respond = expect_map(respond, doc, "respond", "'respond'")
-    check_keys(respond, ("status", "headers", "body"), "respond")
+    if isinstance(respond, YList):
+        if not respond:
+            raise respond.error("'respond' lists at least one case")
+        cases = [_compile_case(expect_map(raw, respond, i, "a respond case"), final, secrets, listed=True)
+                 for i, raw in enumerate(respond)]
+        for earlier, later in zip(cases, cases[1:]):
+            if earlier.when is None:
+                raise ConfigError(f"this respond case is never used: the case at line {earlier.where[1]} "
+                                  f"has no 'when' and always answers", *later.where)
+    else:
+        cases = [_compile_case(expect_map(respond, doc, "respond", "'respond'"), final, secrets, listed=False)]
+    if output is not None:
+        for case in cases:
+            _check_literal_body(case, output)
+    return Flow(steps, cases)
+
+
+def _compile_case(respond: YMap, allowed: frozenset[str], secrets: Any, *, listed: bool) -> Case:
+    if not listed and "when" in respond:
+        raise respond.error("'when' belongs to a case: write respond as a list of cases (- when: ...)", "when")
+    check_keys(respond, ("when", "status", "headers", "body") if listed else ("status", "headers", "body"),
+               "a respond case" if listed else "respond")
+    when = None
+    if "when" in respond:
+        source = respond["when"]
+        if not isinstance(source, str) or not source.strip():
+            raise respond.error("'when' is a CEL condition, for example: body.amount > 100", "when")
+        if source.lstrip().startswith("="):
+            raise respond.error("'when' is always an expression: write it without '='", "when")
+        when = compile_expr(source.strip(), respond.where("when"), allowed=allowed, secrets=secrets)
     status_raw = respond.get("status", 200)
     if isinstance(status_raw, bool) or not (isinstance(status_raw, int) or
                                             (isinstance(status_raw, str) and status_raw.startswith("="))):
         raise respond.error("'status' must be an integer or an expression", "status")
     if isinstance(status_raw, int) and not 200 <= status_raw <= 599:
         raise respond.error("'status' must be from 200 to 599", "status")
-    status = compile_value(status_raw, respond.where("status"), allowed=final, secrets=secrets)
+    status = compile_value(status_raw, respond.where("status"), allowed=allowed, secrets=secrets)
     headers_raw = respond.get("headers", {}) or {}
     if not isinstance(headers_raw, dict):
         raise respond.error("'headers' must be a mapping", "headers")
     for name in headers_raw:
         if not isinstance(name, str) or not is_token(name):
             raise headers_raw.error(f"bad header name {name!r}", name)
-    headers = compile_value(headers_raw, respond.where("headers"), allowed=final, secrets=secrets)
+    headers = compile_value(headers_raw, respond.where("headers"), allowed=allowed, secrets=secrets)
     has_body = "body" in respond
-    body = compile_value(respond.get("body"), respond.where("body"), allowed=final, secrets=secrets)
-    return Flow(steps, status, headers, body, has_body)
+    body = compile_value(respond.get("body"), respond.where("body"), allowed=allowed, secrets=secrets)
+    return Case(when, status, headers, body, has_body, respond.where())
 
+
+def _check_literal_body(case: Case, output: Any) -> None:
+    """A body written literally must match the schema ``output`` declares for its status."""
+    if not (case.status.is_const and case.body.is_const and case.has_body):
+        return
+    status, body = case.status.value, case.body.value
+    problems = output.problems(status, body)
+    if problems:
+        first = problems[0]
+        at = f" at {first['at']}" if first["at"] else ""
+        raise ConfigError(f"respond body does not match output.{status}{at}: {first['problem']}",
+                          *case.where)

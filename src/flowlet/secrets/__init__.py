@@ -4,11 +4,12 @@
 PostgreSQL); a ``SecretsView`` is one worker's in-memory copy that follows the store.
 """
 
-from flowlet.secrets.model import BasicSecret, JwtSecret, Secret, ValueSecret
-from flowlet.secrets.store import Store, StoreError, open_store
+from flowlet.secrets.model import BasicSecret, JwtSecret, Secret, Unavailable, ValueSecret
+from flowlet.secrets.open import open_store
+from flowlet.secrets.store import MissingKeyError, Store, StoreError
 from flowlet.secrets.view import SecretsView
 
 __all__ = [
-    "BasicSecret", "JwtSecret", "ValueSecret", "Secret",
-    "Store", "StoreError", "open_store", "SecretsView",
+    "BasicSecret", "JwtSecret", "ValueSecret", "Secret", "Unavailable",
+    "Store", "StoreError", "MissingKeyError", "open_store", "SecretsView",
 ]

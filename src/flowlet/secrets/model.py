@@ -106,6 +106,22 @@ class ValueSecret:
 Secret = Union[BasicSecret, JwtSecret, ValueSecret]
 
 
+@dataclass(frozen=True)
+class Unavailable:
+    """A stored secret this process cannot open: it is sealed under master key ``key_id``,
+    which the key ring lacks. Not a secret (no ``type`` attribute): ``stored_type`` is the
+    type the row declares, so a loader can still check a flow asks for the right kind."""
+
+    name: str
+    stored_type: str
+    key_id: str | None
+
+    @property
+    def message(self) -> str:
+        return (f"secret {self.name!r} is sealed under master key id {self.key_id or 'unknown'}, "
+                "which is not in this server's key ring")
+
+
 class SecretsSource(Protocol):
     """Where compiled policies read secrets from (a SecretsView): the same object comes back
     until the secret changes, so a policy may key its caches on identity."""

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from flowlet.secrets.store import MasterKeySource, Store, StoreError, make_state_dir
+from flowlet.secrets.keyring import MasterKeySource, StoreError, make_state_dir
+from flowlet.secrets.store import Store
 
 BUSY_TIMEOUT_S = 10.0
 
@@ -22,13 +23,18 @@ class SqliteStore(Store):
     backend = "sqlite"
     _param = "?"
     _errors = (sqlite3.Error,)
+    # the latest schema; an older store is upgraded by Store._upgrade
     _ddl = (
         "CREATE TABLE IF NOT EXISTS flowlet_meta "
-        "(name TEXT PRIMARY KEY, num INTEGER NOT NULL DEFAULT 0, data BLOB)",
+        "(name TEXT PRIMARY KEY, num INTEGER NOT NULL DEFAULT 0, data BLOB, key_id TEXT)",
         "CREATE TABLE IF NOT EXISTS flowlet_secrets "
-        "(name TEXT PRIMARY KEY, type TEXT NOT NULL, data BLOB NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS flowlet_keys (name TEXT PRIMARY KEY, data BLOB NOT NULL)",
+        "(name TEXT PRIMARY KEY, type TEXT NOT NULL, data BLOB NOT NULL, key_id TEXT)",
+        "CREATE TABLE IF NOT EXISTS flowlet_keys "
+        "(name TEXT PRIMARY KEY, data BLOB NOT NULL, key_id TEXT)",
     )
+    _table_exists_sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    # the set-up runs in a BEGIN IMMEDIATE transaction: it already excludes other writers
+    _setup_lock = ""
 
     def __init__(self, path: Path, key_source: MasterKeySource):
         self.path = Path(path)

@@ -36,6 +36,7 @@ from flowlet.errors import HTTPError
 from flowlet.headers import www_authenticate_basic
 from flowlet.http import Request
 from flowlet.secrets.model import BasicSecret, Secret, SecretsSource
+from flowlet.secrets.view import recheck
 from flowlet.security.expiring import ExpiringCache
 from flowlet.security.runtime import AuthRuntime
 
@@ -197,7 +198,12 @@ class BasicPolicy:
             if self._throttle is not None and self._throttle.suspect(req.client, auth["user"]):
                 await self._throttle.confirm(req.client, auth["user"])
             return auth
-        return await self._verify_slow(secret, value, key, req.client)
+        try:
+            return await self._verify_slow(secret, value, key, req.client)
+        except HTTPError as exc:   # before refusing, look once for a change made a moment ago
+            if exc.status != 401 or not await recheck(v.secrets, v.sync, secret):
+                raise
+        return await self._verify_slow(v.secret, value, key, req.client)
 
     async def _verify_slow(self, secret: Secret | None, value: str, key: bytes, client: str | None = None) -> dict:
         v = self._v

@@ -39,6 +39,7 @@ from flowlet.http import Request
 from flowlet.jose import SUPPORTED_ALGORITHMS, import_jwk, import_oct, import_pem, key_algorithms
 from flowlet.jsonutil import StrictJSON
 from flowlet.secrets.model import JwtSecret, Secret, SecretsSource
+from flowlet.secrets.view import recheck
 from flowlet.security.expiring import ExpiringCache, json_cost
 from flowlet.security.runtime import AuthRuntime
 
@@ -492,15 +493,23 @@ class _Verifier:
                 await throttle.confirm(client, None)
             return auth
         if throttle is None:
-            return await self._verify_slow(token, key, secret)
+            return await self._verify_fresh(token, key, secret)
         ticket = await throttle.admit(client, None)     # 429 before any signature check
         try:
-            auth = await self._verify_slow(token, key, secret)
+            auth = await self._verify_fresh(token, key, secret)
         except Exception:
             throttle.failed(ticket)
             raise
         await throttle.succeeded(ticket)
         return auth
+
+    async def _verify_fresh(self, token: str, key: bytes, secret: Secret | None) -> dict:
+        try:
+            return await self._verify_slow(token, key, secret)
+        except InvalidToken:   # before refusing, look once for a change made a moment ago
+            if not await recheck(self.secrets, self.sync, secret):
+                raise
+        return await self._verify_slow(token, key, self.secret)
 
     async def _verify_slow(self, token: str, key: bytes, secret: Secret | None) -> dict:
         if not isinstance(secret, JwtSecret) or (self.problem is not None and self.keyset is None):

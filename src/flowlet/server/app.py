@@ -11,6 +11,7 @@ import time
 from typing import Any, Awaitable, Callable, MutableMapping
 from urllib.parse import parse_qsl
 
+from flowlet.contracts.contract import Inputs
 from flowlet.edge.proxy import compile_proxies, from_environment
 from flowlet.errors import HTTPError
 from flowlet.expr import ExprError
@@ -41,8 +42,10 @@ def error_body(message: str) -> bytes:
     return dump_json({"error": message})
 
 
-def error_response(status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> Response:
-    return Response(status, [JSON_CT, *headers], error_body(message))
+def error_response(status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = (),
+                   body: bytes | None = None) -> Response:
+    """``{"error": message}``, or ``body`` when the error brought its own (problems, details)."""
+    return Response(status, [JSON_CT, *headers], body or error_body(message))
 
 
 _NOT_FOUND = error_response(404, "not found")
@@ -53,9 +56,11 @@ _NOT_ALLOWED = error_body("method not allowed")
 
 
 class FlowletApp:
-    def __init__(self, ws: Workspace, *, access_log: bool = True, metrics: WorkerMetrics | None = None,
-                 tracing: Tracing | None = None):
+    def __init__(self, ws: Workspace, *, access_log: bool = True, dev: bool = False,
+                 metrics: WorkerMetrics | None = None, tracing: Tracing | None = None):
         self.ws = ws
+        if dev:                                # answers checked against `output:`; off: no cost at all
+            self.pipeline = self.checked_pipeline  # type: ignore[method-assign]
         self.table = ws.table
         self.exact = ws.table.exact
         self.limit = ws.settings.body_bytes
@@ -108,8 +113,8 @@ class FlowletApp:
 
     async def pipeline(self, req: Request, receive: Receive, rid: str = "") -> Response:
         """Trusted proxy headers (400) -> route (404/405) -> CORS -> authentication (401, 429)
-        -> rate limit (429) -> scope (403) -> CSRF (400) -> body (413/400) -> flow (504/500).
-        A stage refuses by raising HTTPError."""
+        -> rate limit (429) -> scope (403) -> CSRF (400) -> body (413/400) -> input contract (400)
+        -> flow (504/500). A stage refuses by raising HTTPError."""
         cors: Headers | tuple[()] = ()
         try:
             if self.proxy is not None:
@@ -128,16 +133,28 @@ class FlowletApp:
             if route.csrf is not None:
                 route.csrf.check(req)
             body = await self.read_body(req, receive) if route.reads_body else None
-            resp = await self.run_flow(route, req, params, auth, body, rid)
+            inputs = route.contract.check(req, params, body) if route.contract is not None else None
+            resp = await self.run_flow(route, req, params, auth, body, rid, inputs)
         except HTTPError as exc:
             req.refusal = exc
-            resp = error_response(exc.status, exc.message, exc.headers)
+            resp = error_response(exc.status, exc.message, exc.headers, exc.body)
         except Exception:   # the one catch-all: a bug, not the client's fault; log it, keep CORS on the 500
             log.exception("unhandled error serving %s %s", req.method, req.path, extra={"request_id": rid})
             resp = _INTERNAL
         if not cors:
             return resp
         return Response(resp.status, _merge_vary(resp.headers, cors) if resp.headers else cors, resp.body)
+
+    async def checked_pipeline(self, req: Request, receive: Receive, rid: str = "") -> Response:
+        """``serve --dev``: the pipeline, then the answer checked against the route's ``output``."""
+        from flowlet.contracts.devcheck import check_answer
+        resp = await FlowletApp.pipeline(self, req, receive, rid)
+        route = self.route(req)[0]
+        if route is not None and route.output is not None:
+            cfg = route.config
+            check_answer(f"{cfg.method} {req.path} ({cfg.file})", route.output, resp.status, resp.headers,
+                         resp.body, rid)
+        return resp
 
     def route(self, req: Request) -> tuple[Route, dict[str, int | str], None] | tuple[None, None, Response]:
         """The route and its params, or the whole answer when no handler runs."""
@@ -227,15 +244,17 @@ class FlowletApp:
         return b"".join(chunks)
 
     async def run_flow(self, route: Route, req: Request, params: dict[str, int | str], auth: dict[str, JSON],
-                       body: JSON, rid: str = "") -> Response:
+                       body: JSON, rid: str = "", inputs: Inputs | None = None) -> Response:
         flow = route.handler
         if flow.fixed is not None:
             return flow.fixed
+        if inputs is not None:                # validated: typed, defaults filled in
+            params, body = inputs.params, inputs.body
         env: dict[str, JSON] = {"params": params, "body": body, "auth": auth}
         if "query" in flow.variables:
-            env["query"] = req.query
+            env["query"] = req.query if inputs is None or inputs.query is None else inputs.query
         if "request" in flow.variables:
-            env["request"] = req.expr_view()
+            env["request"] = req.expr_view() if inputs is None else {**req.expr_view(), **inputs.request_parts()}
         try:
             if not flow.steps:                # expressions only: nothing to wait for
                 return await flow.run(env, self.ctx)
@@ -324,7 +343,8 @@ def create_app() -> FlowletApp:
 
     setup_logging(os.environ.get("FLOWLET_LOG_LEVEL", "info"))
     ws = load_workspace(os.environ["FLOWLET_WORKSPACE"], serving=True)
-    app = FlowletApp(ws, access_log=os.environ.get("FLOWLET_ACCESS_LOG", "1") != "0", metrics=metrics_from_env(ws),
+    app = FlowletApp(ws, access_log=os.environ.get("FLOWLET_ACCESS_LOG", "1") != "0",
+                     dev=os.environ.get("FLOWLET_DEV") == "1", metrics=metrics_from_env(ws),
                      tracing=tracing_from_env(ws))
     if app.metrics is not None:
         app.metrics.publish()       # before the worker reports ready, so /readyz counts it at once

@@ -136,13 +136,8 @@ def _secrets_state(ws: Workspace) -> dict:
     view = ws.secrets
     if view is None:
         return {}
-    health = getattr(view, "health", None)
-    if health is not None:              # a view that tracks the store's health says it best
-        state = health()
-        return {"age_s": state.get("age_s", 0.0), "store_up": state.get("store") != "down",
-                "store_errors": getattr(view, "store_errors", 0)}
-    return {"age_s": round(time.monotonic() - view.checked_at, 3), "store_up": view.store_up,
-            "store_errors": view.store_errors}
+    state = view.health()
+    return {"age_s": state["age_s"], "store_up": state["store"] != "down", "store_errors": view.store_errors}
 
 
 def from_env(ws: Workspace) -> WorkerMetrics | None:

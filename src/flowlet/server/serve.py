@@ -17,7 +17,7 @@ from flowlet.server.supervisor import ServeOptions, Service, Supervisor
 
 def serve(root: Path, *, host: str, port: int, workers: int, tls_cert: str | None, tls_key: str | None,
           access_log: bool = True, log_level: str = "info", drain_timeout: float = 30.0, watch: bool = False,
-          services: tuple[Service, ...] = (), log_format: str = "json") -> int:
+          services: tuple[Service, ...] = (), log_format: str = "json", dev: bool = False) -> int:
     """Serve until SIGTERM or SIGINT; returns the exit code. Raises OSError when the address
     cannot be bound."""
     from flowlet.server.log import setup_logging
@@ -27,6 +27,7 @@ def serve(root: Path, *, host: str, port: int, workers: int, tls_cert: str | Non
     os.environ["FLOWLET_WORKSPACE"] = str(root)
     os.environ["FLOWLET_ACCESS_LOG"] = "1" if access_log else "0"
     os.environ["FLOWLET_LOG_LEVEL"] = log_level
+    os.environ["FLOWLET_DEV"] = "1" if dev else "0"
     os.environ[FORMAT_ENV] = log_format
     for service in services:
         run_dir = getattr(service, "run_dir", None)

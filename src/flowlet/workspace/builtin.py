@@ -13,6 +13,21 @@ if TYPE_CHECKING:
 _NO_STORE = (b"cache-control", b"no-store")
 
 
+class OpenApiHandler:
+    """``GET <api_prefix><openapi.path>``: the workspace's OpenAPI document, encoded at load."""
+
+    __slots__ = ("fixed",)
+    variables: frozenset[str] = frozenset()
+    steps: tuple[()] = ()
+
+    def __init__(self, document: bytes):
+        self.fixed: Response | None = Response(200, [JSON_CT], document)
+
+    async def run(self, env: dict[str, object], ctx: RunContext) -> Response:
+        assert self.fixed is not None
+        return self.fixed
+
+
 class CsrfTokenHandler:
     """``GET <api_prefix>/csrf``: a fresh token in the body, its keyed hash in the cookie."""
 

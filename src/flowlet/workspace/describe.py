@@ -19,6 +19,8 @@ def describe_routes(ws: Workspace) -> dict:
                 "cors": r.cors is not None,
                 "rate_limit": r.rate_limit.describe() if r.rate_limit is not None else None,
                 "description": r.config.description,
+                "input": sorted(r.config.input.schemas) if r.config.input is not None else [],
+                "output": sorted(r.config.output.schemas) if r.config.output is not None else [],
             })
         paths.append({"path": entry.full_path, "allow": entry.allow.decode(), "endpoints": endpoints,
                       "cors": entry.cors.describe() if entry.cors is not None else None})
@@ -27,6 +29,9 @@ def describe_routes(ws: Workspace) -> dict:
         e = ws.csrf_entry
         builtin.append({"path": e.full_path, "method": "GET", "what": e.routes["GET"].config.description,
                         "cors": e.cors.describe() if e.cors is not None else None})
+    if ws.openapi_entry is not None:
+        builtin.append({"path": ws.openapi_entry.full_path, "method": "GET", "what": "OpenAPI document",
+                        "cors": None})
     return {"workspace": ws.settings.name, "api_prefix": ws.settings.api_prefix, "paths": paths,
             "builtin": builtin}
 

@@ -26,7 +26,7 @@ def ensure_dev_secrets(root: Path, out=None) -> list[str]:
         return []
     from argon2 import PasswordHasher
     from flowlet.secrets.model import BasicSecret, JwtSecret
-    from flowlet.secrets.store import StoreError, open_store
+    from flowlet.secrets.open import StoreError, open_store
 
     out = out or sys.stdout
     created = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flowlet.contracts.contract import InputConfig, OutputConfig, parse_input, parse_output
 from flowlet.edge.ratelimit import EndpointRateLimit, parse_endpoint_rate_limit
 from flowlet.routing import PathPattern, parse_path
 from flowlet.security.auth import AuthConfig, parse_auth
@@ -15,7 +16,7 @@ from flowlet.security.cors import CorsConfig, parse_cors
 from flowlet.source import YMap, check_keys, expect_map, get_bool, get_str
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
-ENDPOINT_KEYS = ("method", "path", "auth", "cors", "csrf", "description", "rate_limit")
+ENDPOINT_KEYS = ("method", "path", "auth", "cors", "csrf", "description", "rate_limit", "input", "output")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,8 @@ class EndpointConfig:
     csrf: bool = False
     description: str | None = None
     rate_limit: EndpointRateLimit | None = None
+    input: InputConfig | None = None        # JSON Schemas of body, query, params, headers
+    output: OutputConfig | None = None      # JSON Schema of the answer, per status
 
 
 def parse_endpoint(doc: YMap, file: str) -> EndpointConfig:
@@ -54,4 +57,7 @@ def parse_endpoint(doc: YMap, file: str) -> EndpointConfig:
         csrf=get_bool(ep, "csrf", False),
         description=get_str(ep, "description", None) or get_str(doc, "description", None),
         rate_limit=parse_endpoint_rate_limit(ep["rate_limit"], ep) if ep.get("rate_limit") is not None else None,
+        input=parse_input(expect_map(ep["input"], ep, "input", "'input'")) if ep.get("input") is not None else None,
+        output=(parse_output(expect_map(ep["output"], ep, "output", "'output'"))
+                if ep.get("output") is not None else None),
     )

@@ -12,18 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from flowlet.contracts.contract import InputContract, OutputContract, compile_input, compile_output
+from flowlet.contracts.schemas import SchemaFiles
 from flowlet.edge.authlimit import AuthThrottle
 from flowlet.edge.ratelimit import EndpointLimit, Limiter, compile_endpoint_limit
 from flowlet.errors import ConfigError, ConfigErrors
 from flowlet.expr import compile_expr
 from flowlet.flows.flow import Flow, compile_flow
-from flowlet.routing import PathPattern, RouteTable
+from flowlet.routing import PathPattern, RouteTable, parse_path
 from flowlet.security.auth import compile_auth
 from flowlet.security.cors import FlowCorsInput, PathCors, csrf_endpoint_cors, merge_path
 from flowlet.security.csrf import CsrfKeys, CsrfPolicy
 from flowlet.security.runtime import AuthRuntime
 from flowlet.source import YMap, load_yaml
-from flowlet.workspace.builtin import CsrfTokenHandler
+from flowlet.workspace.builtin import CsrfTokenHandler, OpenApiHandler
 from flowlet.workspace.endpoint import METHODS, EndpointConfig, parse_endpoint
 from flowlet.workspace.routes import PathEntry, Route, allow_header
 from flowlet.workspace.settings import DevSecret, Settings, load_settings
@@ -54,6 +56,8 @@ class Workspace:
     csrf_entry: PathEntry | None = None
     auth_runtime: AuthRuntime = field(default_factory=AuthRuntime)
     limiter: Limiter | None = None        # rate-limit counters (this worker's view)
+    schema_files: SchemaFiles | None = None    # every schema file read, for `flowlet openapi`
+    openapi_entry: PathEntry | None = None
 
     def close(self) -> None:
         self.auth_runtime.close()
@@ -89,13 +93,16 @@ def load_workspace(root: str | Path, *, display_root: str | None = None, open_se
     throttle = AuthThrottle(limiter)
     auth_runtime = AuthRuntime(throttle=throttle if throttle.enabled else None)
     try:
-        endpoints = _compile_endpoints(parsed, settings, root, secrets.lookup, auth_runtime, errors, limiter)
-        groups = _group_by_path(endpoints, settings.api_prefix, errors)
+        schema_files = SchemaFiles(root, lambda r: rel(root / r))
+        endpoints = _compile_endpoints(parsed, settings, root, secrets.lookup, auth_runtime, errors, limiter,
+                                       schema_files)
+        errors.extend(schema_files.check_unused())
+        groups = _group_by_path(endpoints, settings.api_prefix, errors, settings.openapi_path)
         warnings = list(secrets.warnings)
         path_cors = _merge_cors(groups, settings.csrf.header, errors, warnings)
         if errors:
             raise ConfigErrors(errors)
-        return _build(root, settings, groups, path_cors, secrets, warnings, auth_runtime, limiter)
+        return _build(root, settings, groups, path_cors, secrets, warnings, auth_runtime, limiter, schema_files)
     except BaseException:
         auth_runtime.close()
         limiter.close()
@@ -148,7 +155,7 @@ def _resolve_secrets(root: Path, settings: Settings, settings_file: str, errors:
     """Secrets are needed when a flow names one (auth, secret()) and when serving (CSRF key)."""
     if not wanted:
         return _Secrets()
-    from flowlet.secrets.store import StoreError, open_store
+    from flowlet.secrets.open import StoreError, open_store
     from flowlet.secrets.view import SecretsView
     try:
         store = open_store(root, settings.store)
@@ -191,15 +198,22 @@ class _Endpoint:
     auth: AuthPolicy | None
     scope_policy: ScopePolicy | None
     rate_limit: EndpointLimit | None = None
+    contract: InputContract | None = None
+    output: OutputContract | None = None
 
 
 def _compile_endpoints(parsed: list[tuple[YMap, EndpointConfig]], settings: Settings, root: Path,
                        secrets: SecretsView | _DevPlaceholders | None, auth_runtime: AuthRuntime,
-                       errors: list[ConfigError], limiter: Limiter) -> list[_Endpoint]:
+                       errors: list[ConfigError], limiter: Limiter, schema_files: SchemaFiles) -> list[_Endpoint]:
     out: list[_Endpoint] = []
     for doc, cfg in parsed:
         try:
-            flow = compile_flow(doc, root=root, secrets=secrets)
+            output = compile_output(cfg.output, schema_files) if cfg.output is not None else None
+            flow = compile_flow(doc, root=root, secrets=secrets, output=output)
+            contract = None
+            if cfg.input is not None:
+                path_params = {name: kind for kind, name in cfg.pattern.segments if kind != "static"}
+                contract = compile_input(cfg.input, schema_files, path_params)
             auth = scope_policy = None
             if cfg.auth is not None:
                 if secrets is None:
@@ -213,7 +227,7 @@ def _compile_endpoints(parsed: list[tuple[YMap, EndpointConfig]], settings: Sett
                     cfg.rate_limit, route_id=f"{cfg.method} {cfg.pattern.text}", limiter=limiter,
                     uses_auth=auth is not None,
                     compile_expr=lambda src, where: compile_expr(src, where, allow_secret=False))
-            out.append(_Endpoint(cfg, flow, auth, scope_policy, rate_limit))
+            out.append(_Endpoint(cfg, flow, auth, scope_policy, rate_limit, contract, output))
         except ConfigError as exc:
             errors.append(exc.located(cfg.file, doc.line))
     return out
@@ -228,7 +242,8 @@ class _PathGroup:
     endpoints: dict[str, _Endpoint] = field(default_factory=dict)
 
 
-def _group_by_path(endpoints: list[_Endpoint], api_prefix: str, errors: list[ConfigError]) -> list[_PathGroup]:
+def _group_by_path(endpoints: list[_Endpoint], api_prefix: str, errors: list[ConfigError],
+                   openapi_path: str | None = None) -> list[_PathGroup]:
     """One group per path shape; conflicting and duplicate endpoints are errors."""
     groups: dict[str, _PathGroup] = {}
     for ep in endpoints:
@@ -237,6 +252,10 @@ def _group_by_path(endpoints: list[_Endpoint], api_prefix: str, errors: list[Con
         if cfg.pattern.text == CSRF_PATTERN.text:
             errors.append(ConfigError(f"{api_prefix}/csrf is the built-in CSRF token endpoint; choose another "
                                       f"path", cfg.file, cfg.line))
+            continue
+        if cfg.pattern.text == openapi_path:
+            errors.append(ConfigError(f"{full} serves the OpenAPI document (openapi.path in flowlet.yaml); "
+                                      f"choose another path", cfg.file, cfg.line))
             continue
         group = groups.get(cfg.pattern.shape)
         if group is None:
@@ -277,7 +296,7 @@ def _merge_cors(groups: list[_PathGroup], csrf_header: str, errors: list[ConfigE
 
 def _build(root: Path, settings: Settings, groups: list[_PathGroup], path_cors: list[PathCors | None],
            secrets: _Secrets, warnings: list[ConfigError], auth_runtime: AuthRuntime,
-           limiter: Limiter) -> Workspace:
+           limiter: Limiter, schema_files: SchemaFiles) -> Workspace:
     csrf_keys = None
     if secrets.view is not None:
         csrf_keys = CsrfKeys(secrets.view, secrets.store)
@@ -289,9 +308,15 @@ def _build(root: Path, settings: Settings, groups: list[_PathGroup], path_cors: 
     if csrf_keys is not None:
         csrf_entry = _csrf_entry(settings, csrf_keys, paths)
         table.add(csrf_entry.pattern, csrf_entry)
-    return Workspace(root=root, settings=settings, routes=[r for e in paths for r in e.routes.values()],
+    routes = [r for e in paths for r in e.routes.values()]
+    openapi_entry = None
+    if settings.openapi_path is not None:
+        openapi_entry = _openapi_entry(settings, routes, schema_files)
+        table.add(openapi_entry.pattern, openapi_entry)
+    return Workspace(root=root, settings=settings, routes=routes,
                      paths=paths, table=table, warnings=warnings, store=secrets.store, secrets=secrets.view,
-                     csrf_keys=csrf_keys, csrf_entry=csrf_entry, auth_runtime=auth_runtime, limiter=limiter)
+                     csrf_keys=csrf_keys, csrf_entry=csrf_entry, auth_runtime=auth_runtime, limiter=limiter,
+                     schema_files=schema_files, openapi_entry=openapi_entry)
 
 
 def _path_entry(group: _PathGroup, cors: PathCors | None, settings: Settings,
@@ -306,7 +331,8 @@ def _compile_route(ep: _Endpoint, path_cors: PathCors | None, settings: Settings
     in_cors = path_cors is not None and ep.config.method in path_cors.methods
     csrf = CsrfPolicy(settings.csrf, csrf_keys, path_cors) if ep.config.csrf and csrf_keys is not None else None
     return Route(ep.config, ep.flow, cors=path_cors if in_cors else None, auth=ep.auth,
-                 scope_policy=ep.scope_policy, csrf=csrf, rate_limit=ep.rate_limit)
+                 scope_policy=ep.scope_policy, csrf=csrf, rate_limit=ep.rate_limit, contract=ep.contract,
+                 output=ep.output)
 
 
 def _csrf_entry(settings: Settings, keys: CsrfKeys, paths: list[PathEntry]) -> PathEntry:
@@ -318,3 +344,16 @@ def _csrf_entry(settings: Settings, keys: CsrfKeys, paths: list[PathEntry]) -> P
     handler = CsrfTokenHandler(settings.csrf, keys, api_prefix=settings.api_prefix, domain=settings.domain)
     route = Route(config, handler, cors=cors, reads_body=False)
     return PathEntry(CSRF_PATTERN, f"{settings.api_prefix}/csrf", {"GET": route}, cors, allow_header(["GET"]))
+
+
+def _openapi_entry(settings: Settings, routes: list[Route], schema_files: SchemaFiles) -> PathEntry:
+    """The built-in OpenAPI document (``openapi: {path: ...}``), encoded once."""
+    import json
+
+    from flowlet.workspace.apidoc import build_openapi
+    pattern = parse_path(settings.openapi_path, ("flowlet.yaml", 1))
+    document = json.dumps(build_openapi(settings, routes, schema_files), separators=(",", ":"),
+                          ensure_ascii=False).encode()
+    config = EndpointConfig("GET", pattern, file="(built-in)", line=0, description="OpenAPI document")
+    route = Route(config, OpenApiHandler(document), reads_body=False)
+    return PathEntry(pattern, settings.api_prefix + pattern.text, {"GET": route}, None, allow_header(["GET"]))

@@ -14,6 +14,7 @@ from flowlet.routing import PathPattern
 from flowlet.workspace.endpoint import METHODS, EndpointConfig
 
 if TYPE_CHECKING:
+    from flowlet.contracts.contract import InputContract, OutputContract
     from flowlet.edge.ratelimit import EndpointLimit
     from flowlet.flows.steps import RunContext
     from flowlet.security.auth import AuthPolicy
@@ -48,6 +49,8 @@ class Route:
     csrf: CsrfPolicy | None = None
     rate_limit: EndpointLimit | None = None
     reads_body: bool = True
+    contract: InputContract | None = None  # validates and types the input (400 with problems)
+    output: OutputContract | None = None   # the answers' schemas: literal bodies at load, all under --dev
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ limits:
   body_bytes: 1048576        # larger request bodies are answered 413
   timeout_s: 30              # a flow running longer is answered 504
 # store: sqlite              # or a postgresql:// URL
+# openapi: {path: /openapi.json}   # serve the OpenAPI document (also: flowlet openapi DIR)
 """,
     "flows/hello.yaml": """\
 # GET /api/hello?name=Ada  ->  {"message": "Hello, Ada!"}
@@ -35,6 +36,13 @@ endpoint:
   path: /add
   # auth: {type: basic, secret: my-users}   # create it: flowlet secrets set my-users -w DIR --type basic ...
   # csrf: true                               # needs GET /api/csrf first, then the X-CSRF-TOKEN header
+  input:           # JSON Schema; {"a": "x"} is answered 400 with each problem (shared schemas: schemas/*.yaml)
+    body:
+      type: object
+      required: [a, b]
+      properties:
+        a: {type: number}
+        b: {type: number}
 steps:
   - id: total
     function: functions.math:add

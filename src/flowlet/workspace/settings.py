@@ -47,6 +47,7 @@ class Settings:
     dev_secrets: tuple[DevSecret, ...] = ()
     proxy: Any = None    # flowlet.edge.proxy.ProxySettings
     rate_limits: Any = None   # flowlet.edge.ratelimit.RateLimitSettings
+    openapi_path: str | None = None     # where the OpenAPI document is served, under api_prefix
     admin: AdminSettings | None = None
     console: Any = None  # flowlet.console.config.ConsoleSettings, when the console is on
 
@@ -71,7 +72,7 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
     if not isinstance(raw, YMap):
         raise ConfigError("flowlet.yaml must be a mapping", rel, 1)
     check_keys(m, ("name", "api_prefix", "domain", "csrf", "hsts", "limits", "store", "dev_secrets",
-                   "proxy", "rate_limits", "admin", "console"), "flowlet.yaml")
+                   "proxy", "rate_limits", "openapi", "admin", "console"), "flowlet.yaml")
 
     name = get_str(m, "name", root.resolve().name or "flowlet")
     if not _NAME.match(name) or '"' in name or "\\" in name:
@@ -110,8 +111,22 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
     return Settings(name=name, api_prefix=prefix, domain=domain, csrf=csrf, hsts=hsts,
                     body_bytes=body_bytes, timeout_s=timeout_s, store=store,
                     dev_secrets=_dev_secrets(m), proxy=parse_proxy_settings(m.get("proxy"), m),
-                    rate_limits=parse_rate_limit_settings(m.get("rate_limits"), m), admin=_admin(m),
-                    console=_console(m))
+                    rate_limits=parse_rate_limit_settings(m.get("rate_limits"), m),
+                    openapi_path=_openapi_path(m), admin=_admin(m), console=_console(m))
+
+
+def _openapi_path(m: YMap) -> str | None:
+    """``openapi: {path: /openapi.json}``: serve the workspace's OpenAPI document there."""
+    block = _sub(m, "openapi")
+    if block is None:
+        return None
+    check_keys(block, ("path",), "openapi")
+    path = get_str(block, "path", "/openapi.json")
+    if not _PREFIX.match(path) or not path:
+        raise block.error(f"'path' must look like /openapi.json; got {path!r}", "path")
+    if path == "/csrf":
+        raise block.error("/csrf is the built-in CSRF token endpoint", "path")
+    return path
 
 
 def _sub(m: YMap, key: str) -> YMap | None:
