@@ -197,6 +197,8 @@ def _admin_listener(root: Path, args):
         admin.stop()
         print(f"error: cannot listen on {host}:{port} (admin): {exc.strerror or exc}", file=sys.stderr)
         return 1
+    from flowlet.server.admin_console import mount_console
+    mount_console(admin, root)                      # /console/ when flowlet.yaml turns it on
     return admin
 
 
