@@ -157,12 +157,15 @@ def _receive(body: bytes):
     return receive
 
 
-def load_app(ws: Path, access_log: bool = False):
+def load_app(ws: Path, access_log: bool = False, metrics_dir: Path | None = None):
     import os
 
     from flowlet.server.app import FlowletApp
+    from flowlet.server.metrics import WorkerMetrics
     from flowlet.workspace.loader import load_workspace
-    app = FlowletApp(load_workspace(ws, serving=True), access_log=access_log)
+    loaded = load_workspace(ws, serving=True)
+    metrics = WorkerMetrics(loaded, metrics_dir) if metrics_dir is not None else None
+    app = FlowletApp(loaded, access_log=access_log, metrics=metrics)
     if access_log:
         app.access.fd = os.open(os.devnull, os.O_WRONLY)
     return app
@@ -198,6 +201,32 @@ def print_calls(stats: pstats.Stats, n: int) -> None:
     print(f"{total:6.2f}  calls per request in all")
 
 
+def metrics_ab(m: Material, loop, n: int, rounds: int, interface: str = "rsgi") -> dict:
+    """The open GET with metrics off and on, rounds interleaved (a busy moment hits both)."""
+    apps = {"off": load_app(m.ws), "on": load_app(m.ws, metrics_dir=m.root)}
+    sc, body = request_for("open", m, apps["off"], loop)
+    calls = {id(app): one_request(app, interface, sc, body)[0] for app in apps.values()}
+
+    async def many(app, count):
+        call = calls[id(app)]
+        for _ in range(count):
+            await call()
+
+    times: dict[str, list[float]] = {"off": [], "on": []}
+    for app in apps.values():
+        loop.run_until_complete(many(app, 1000))
+    for _ in range(rounds):
+        for name, app in apps.items():
+            t0 = time.perf_counter()
+            loop.run_until_complete(many(app, n))
+            times[name].append((time.perf_counter() - t0) / n * 1e6)
+    best = {name: min(t) for name, t in times.items()}
+    out = {"open_metrics_off_us": round(best["off"], 2), "open_metrics_on_us": round(best["on"], 2),
+           "on_over_off_throughput": round(best["off"] / best["on"], 3)}
+    print(json.dumps(out))
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--cases", default=",".join(CASES))
@@ -209,6 +238,8 @@ def main() -> int:
     p.add_argument("--calls", action="store_true", help="with --profile: call counts per request")
     p.add_argument("--interface", choices=("rsgi", "asgi"), default="rsgi")
     p.add_argument("--access-log", action="store_true", help="the access log on (written to /dev/null)")
+    p.add_argument("--metrics-ab", action="store_true",
+                   help="only compare the open GET with metrics off and on (best of interleaved rounds)")
     args = p.parse_args()
     cases = args.cases.split(",") if not args.profile else [args.profile]
 
@@ -217,6 +248,9 @@ def main() -> int:
         m = Material(tmp, set(cases) | {"open"})
         m.build()
         loop = asyncio.new_event_loop()
+        if args.metrics_ab:
+            metrics_ab(m, loop, args.n, max(args.rounds, 10), args.interface)
+            return 0
         apps = {}
 
         def app_for(case):

@@ -70,6 +70,7 @@ def targets(data: dict, agg: dict) -> list[dict]:
     ratio("open GET: raw RSGI / raw ASGI (granian's two interfaces)", ("raw-rsgi", "open"), ("raw", "open"), None)
     ratio("open GET: Flowlet's ASGI entry point / Flowlet (RSGI)", ("flowlet-asgi", "open"), ("flowlet", "open"), None)
     ratio("open GET, access log on / off", ("flowlet-log", "open"), ("flowlet", "open"), 0.97)
+    ratio("open GET, metrics on / off", ("flowlet-metrics", "open"), ("flowlet", "open"), 0.95)
     ratio("preflight / Flowlet open GET", ("flowlet", "preflight"), ("flowlet", "open"), 0.95)
     ratio("CORS GET / Flowlet open GET", ("flowlet", "cors"), ("flowlet", "open"), 0.95)
     ratio("CORS GET: Flowlet / Starlette+CORSMiddleware", ("flowlet", "cors"), ("starlette", "cors"), 1.3)

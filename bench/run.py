@@ -111,6 +111,10 @@ CONTENDERS = [
               cases=("open",), env=(("FLOWLET_ACCESS_LOG", "0"),)),
     Contender("flowlet-asgi", "Flowlet's ASGI entry point on granian (no access log)", "flowlet", cases=("open",),
               env=(("FLOWLET_ACCESS_LOG", "0"),)),
+    # As with --admin-port: every worker counts requests and publishes them to a run directory.
+    Contender("flowlet-metrics", "Flowlet (metrics on, no access log)", "flowlet", interface="rsgi",
+              cases=("open",),
+              env=(("FLOWLET_ACCESS_LOG", "0"), ("FLOWLET_METRICS_DIR", "@run"))),
     Contender("starlette", "Starlette + middleware (PyJWT)", "starlette"),
     Contender("fastapi", "FastAPI + middleware (PyJWT)", "fastapi"),
     Contender("starlette-joserfc", "Starlette + joserfc", "starlette", cases=JWT_CASES,
@@ -147,6 +151,8 @@ def server_command(ctx: "Run", contender: Contender, case: Case, port: int) -> t
             ws = ctx.material.ws_redis
         env["FLOWLET_WORKSPACE"] = str(ws)
         env["FLOWLET_LOG_LEVEL"] = "warning"
+        if env.get("FLOWLET_METRICS_DIR") == "@run":
+            env["FLOWLET_METRICS_DIR"] = str(ctx.tmp)
         cwd = ws
     else:
         target = f"{contender.kind}_app:app"

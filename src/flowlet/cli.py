@@ -40,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
                         "then cut them (default: 30)")
     p.add_argument("--watch", action="store_true",
                    help="development: reload the workspace when its files change (as SIGHUP does)")
+    p.add_argument("--log-format", default="json", choices=("json", "text"),
+                   help="one JSON object per log line (default), or readable lines for a terminal")
+    p.add_argument("--admin-port", type=int, metavar="P",
+                   help="serve /healthz, /readyz and /metrics on this port (or `admin:` in flowlet.yaml)")
+    p.add_argument("--admin-host", metavar="H", help="the admin listener's address (default 127.0.0.1)")
+    p.add_argument("--tracing", action="store_true",
+                   help="OpenTelemetry spans per request (needs the flowlet[otel] extra)")
     p.add_argument("--forwarded-allow-ips", metavar="LIST", default=None,
                    help="comma-separated addresses and CIDRs of reverse proxies whose Forwarded and "
                         "X-Forwarded-* headers are believed (joined with proxy.trusted in flowlet.yaml)")
@@ -140,10 +147,16 @@ def cmd_serve(args) -> int:
     if problem:
         print(f"error: cannot listen on {args.host}:{args.port}: {problem}", file=sys.stderr)
         return 1
+    admin = _admin_listener(root, args)
+    if isinstance(admin, int):
+        return admin
+    if args.tracing:
+        os.environ["FLOWLET_TRACING"] = "1"        # read by each worker (server.tracing)
     try:
         return serve(root, host=args.host, port=args.port, workers=args.workers, tls_cert=cert, tls_key=key,
-                     access_log=not args.no_access_log, log_level=args.log_level,
-                     drain_timeout=args.drain_timeout, watch=args.watch, dev=args.dev)
+                     access_log=not args.no_access_log, log_level=args.log_level, log_format=args.log_format,
+                     drain_timeout=args.drain_timeout, watch=args.watch, dev=args.dev,
+                     services=(admin,) if admin else ())
     except (OSError, RuntimeError, OverflowError) as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
@@ -157,6 +170,45 @@ def _exit_0_on_sigterm() -> None:
 
 def _exit_0(signum, frame) -> None:
     raise SystemExit(0)
+
+
+def _admin_listener(root: Path, args):
+    """The admin listener bound to --admin-port or flowlet.yaml's `admin:`, None when neither
+    asks for one, or an exit code when its address cannot be used."""
+    from flowlet.server.admin import AdminListener
+    from flowlet.workspace.settings import load_settings
+
+    loaded = load_settings(root)                    # the workspace loaded once already: no error here
+    settings = loaded.admin
+    port = args.admin_port if args.admin_port is not None else settings.port if settings else None
+    if port is None:
+        return None
+    host = args.admin_host or (settings.host if settings else "127.0.0.1")
+    if not 0 <= port < 65536:
+        print(f"error: --admin-port must be from 0 to 65535, got {port}", file=sys.stderr)
+        return 2
+    admin = AdminListener(host, port)
+    limits = loaded.rate_limits
+    if limits is not None and limits.store is not None:
+        admin.add_check("redis", lambda: _redis_check(limits))
+    try:
+        admin.bind()
+    except OSError as exc:
+        admin.stop()
+        print(f"error: cannot listen on {host}:{port} (admin): {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    from flowlet.server.admin_console import mount_console
+    mount_console(admin, root)                      # /console/ when flowlet.yaml turns it on
+    return admin
+
+
+def _redis_check(limits) -> tuple[str, dict]:
+    """Rate-limit counters in Redis: one PING. Down is degraded: the workers count locally."""
+    import asyncio
+
+    from flowlet.edge.ratelimit import probe
+    state = asyncio.run(probe(limits)).get("redis", "down")
+    return ("ok" if state == "ok" else "degraded"), {"redis": state}
 
 
 def _edge_environment(args) -> bool:

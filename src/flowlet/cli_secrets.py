@@ -84,6 +84,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     _workspace_option(p)
     p.set_defaults(func=cmd_delete)
 
+    p = commands.add_parser("remove-user", help="remove one user from a basic secret")
+    p.add_argument("name", help="the basic secret")
+    _workspace_option(p)
+    p.add_argument("--user", required=True, help="the user to remove")
+    p.set_defaults(func=cmd_remove_user)
+
     p = commands.add_parser("rotate-csrf", help="make a new CSRF server key (the previous one stays "
                                                 "valid for csrf.grace_s)")
     _workspace_option(p)
@@ -382,6 +388,20 @@ def cmd_delete(args: argparse.Namespace) -> int:
     if not deleted:
         raise CommandError(f"no secret named {args.name!r}")
     print(f"deleted secret {args.name!r}")
+    return 0
+
+
+@_handler
+def cmd_remove_user(args: argparse.Namespace) -> int:
+    from flowlet.secrets.edits import EditError, remove_user
+
+    _check_name(args.name)
+    try:
+        with _open(args) as store:
+            left = remove_user(store, args.name, args.user)
+    except EditError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"basic secret {args.name!r}: removed user {args.user!r} ({left} user{'s' if left != 1 else ''} left)")
     return 0
 
 

@@ -47,18 +47,23 @@ class HTTPError(Exception):
     """Raised on the request path; turned into ``{"error": message}`` with ``status``.
 
     ``headers`` is a tuple of (name, value) byte pairs added to the response
-    (for example ``WWW-Authenticate`` or ``Allow``).
+    (for example ``WWW-Authenticate`` or ``Allow``). ``stage`` and ``reason`` name the check
+    that refused (``"auth"``, ``"expired"``) for metrics and the access log: fixed words chosen
+    by the raiser, never request data.
     """
 
-    __slots__ = ("status", "message", "headers")
+    __slots__ = ("status", "message", "headers", "stage", "reason")
     body: bytes | None = None      # a ready JSON body that replaces {"error": message} (400 problems, Reject)
 
-    def __init__(self, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()):
+    def __init__(self, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = (), *,
+                 stage: str | None = None, reason: str | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers
+        self.stage = stage
+        self.reason = reason
 
     def __reduce__(self):
         # A function step in a worker process raises it there; it crosses to the server whole.
-        return (HTTPError, (self.status, self.message, self.headers))
+        return (HTTPError, (self.status, self.message, self.headers), {"stage": self.stage, "reason": self.reason})

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable
 from urllib.parse import parse_qsl
 
+from flowlet.errors import HTTPError
+
 if TYPE_CHECKING:
     from granian.rsgi import Scope as RSGIScope
 
@@ -19,8 +21,11 @@ class Request:
     """
 
     __slots__ = ("scope", "method", "path", "headers", "duplicates", "_cookies", "_dup_cookies",
-                 "_query", "secure", "client", "host", "query_string", "http_version", "rsgi")
+                 "_query", "secure", "client", "host", "query_string", "http_version", "rsgi", "route",
+                 "refusal")
     # _dup_cookies: name -> every value sent, in order, for names sent more than once
+    # route, refusal: what the server found (the matched route, the HTTPError that refused),
+    # for the metrics and the access log
 
     def __init__(self, scope: dict):
         self.scope = scope
@@ -48,6 +53,8 @@ class Request:
         self.query_string: bytes | str = scope.get("query_string", b"")
         self.http_version: str = scope.get("http_version", "1.1")
         self.rsgi = False
+        self.route: object | None = None
+        self.refusal: HTTPError | None = None
 
     @classmethod
     def from_rsgi(cls, scope: RSGIScope) -> Request:
@@ -71,6 +78,8 @@ class Request:
         self.query_string = scope.query_string
         self.http_version = scope.http_version
         self.rsgi = True
+        self.route = None
+        self.refusal = None
         return self
 
     def header_values(self, name: str) -> list[str]:

@@ -28,7 +28,7 @@ class InvalidRequest(HTTPError):
     """400 ``{"error": "invalid request", "problems": [...]}``."""
 
     def __init__(self, problems: list[dict[str, str]]):
-        super().__init__(400, "invalid request")
+        super().__init__(400, "invalid request", stage="input", reason="schema")
         self.problems = problems
         self.body = json.dumps({"error": "invalid request", "problems": problems},
                                separators=(",", ":"), ensure_ascii=False).encode()
@@ -177,8 +177,10 @@ def _is_form(req: Request) -> bool:
 
 
 def _query_pairs(req: Request) -> list[tuple[str, str]]:
-    qs = req.scope.get("query_string", b"")
-    return parse_qsl(qs.decode("latin-1"), keep_blank_values=True) if qs else []
+    qs = req.query_string                 # bytes under ASGI, str under RSGI
+    if isinstance(qs, bytes):
+        qs = qs.decode("latin-1")
+    return parse_qsl(qs, keep_blank_values=True) if qs else []
 
 
 class OutputContract:

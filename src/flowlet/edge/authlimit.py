@@ -145,11 +145,11 @@ class AuthThrottle:
         if pc is not None and t.client_count > pc.limit:
             self.table.flag("af:b:c:" + t.client, t.client_end)
             raise too_many("too many failed authentication attempts from this client; retry later",
-                           "auth-client", pc.limit, pc.window_s, t.client_end)
+                           "auth-client", pc.limit, pc.window_s, t.client_end, stage="auth", reason="throttled")
         if pu is not None and t.user_key is not None and t.user_count > pu.limit:
             self.table.flag("af:b:u:" + (t.user or ""), t.user_end)
             raise too_many("too many failed logins for this user name; retry later",
-                           "auth-user", pu.limit, pu.window_s, t.user_end)
+                           "auth-user", pu.limit, pu.window_s, t.user_end, stage="auth", reason="throttled")
 
     def failed(self, t: Ticket) -> None:
         """The check failed: its places stay taken; at the limit, mark the client or user so

@@ -188,14 +188,15 @@ async def probe(settings: RateLimitSettings, timeout: float = 0.5) -> dict[str, 
         conn.close()
 
 
-def too_many(message: str, policy: str, rate_limit: int, window_s: int, end_ms: int) -> HTTPError:
+def too_many(message: str, policy: str, rate_limit: int, window_s: int, end_ms: int, *,
+             stage: str = "limits", reason: str = "rate_limit") -> HTTPError:
     """429 with Retry-After and the draft's RateLimit-Policy / RateLimit fields."""
     wait = max(1, math.ceil((end_ms - time.time() * 1000) / 1000))
     return HTTPError(429, message, (
         (b"retry-after", str(wait).encode()),
         (b"ratelimit-policy", f'"{policy}";q={rate_limit};w={window_s}'.encode()),
         (b"ratelimit", f'"{policy}";r=0;t={wait}'.encode()),
-    ))
+    ), stage=stage, reason=reason)
 
 
 _V6_KEYS: dict[str, str] = {}

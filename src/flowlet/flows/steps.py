@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import re
 import sys
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +24,19 @@ _FUNCTION_KEYS = ("id", "function", "input", "isolation", "memory_mb")
 ISOLATIONS = ("thread", "process")
 DEFAULT_MEMORY_MB = 512
 _HTTP_KEYS = ("id", "http")
+
+
+# What every outbound http step of the current request carries (the request id, an incoming
+# W3C traceparent); the server sets it once per request that runs steps.
+OUTBOUND: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("flowlet_outbound", default=())
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def outbound_headers(request_id: str, traceparent: str | None) -> tuple[tuple[str, str], ...]:
+    """``X-Request-Id``, and ``traceparent`` (with ``tracestate`` dropped) when it is well formed."""
+    if traceparent is not None and _TRACEPARENT.match(traceparent) and not traceparent.startswith("ff"):
+        return (("x-request-id", request_id), ("traceparent", traceparent))
+    return (("x-request-id", request_id),)
 
 
 class StepFailed(Exception):
@@ -77,6 +92,8 @@ class HttpStep:
             value = self.body.evaluate(env)
             content = json.dumps(value, separators=(",", ":")).encode()
             headers.setdefault("content-type", "application/json")
+        given = {k.lower() for k in headers}
+        headers.update((k, v) for k, v in OUTBOUND.get() if k not in given)   # the flow's own values win
         try:
             resp = await ctx.http.request(self.method, url, headers=headers, content=content,
                                           timeout=self.timeout_s)

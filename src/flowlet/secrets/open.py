@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flowlet.secrets.changes import open_counter
 from flowlet.secrets.keyring import STATE_DIR, MasterKeySource, StoreError
 from flowlet.secrets.store import Store
 
@@ -12,6 +13,13 @@ from flowlet.secrets.store import Store
 def open_store(workspace_dir: Path | str, store_setting: str = "sqlite") -> Store:
     """Open the workspace's store: ``sqlite`` (``.flowlet/state.db``) or a postgresql:// URL."""
     workspace_dir = Path(workspace_dir)
+    store = _open_backend(workspace_dir, store_setting)
+    if (workspace_dir / STATE_DIR).is_dir():
+        store.changes = open_counter(workspace_dir / STATE_DIR)
+    return store
+
+
+def _open_backend(workspace_dir: Path, store_setting: str) -> Store:
     key_source = MasterKeySource(workspace_dir)
     if store_setting == "sqlite":
         from flowlet.secrets.sqlite import SqliteStore

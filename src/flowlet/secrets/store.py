@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from flowlet.secrets.crypto import DecryptError, associated_data, key_ids
+from flowlet.secrets.changes import ChangeCounter
 from flowlet.secrets.keyring import (MASTER_KEY_BYTES, MASTER_KEY_ENV, STATE_DIR, KeyRing,
                                      MasterKeySource, StoreError, decode_master_key,
                                      make_state_dir, new_master_key_text)
@@ -132,6 +133,8 @@ class Store(abc.ABC):
     def __init__(self, label: str, key_source: MasterKeySource):
         self.label = label
         self._lock = threading.RLock()
+        # set by open_store: bumped after each committed write, read by servers per request
+        self.changes: ChangeCounter | None = None
         try:
             self._ring = self._open_ring(key_source)
         except BaseException:
@@ -362,6 +365,8 @@ class Store(abc.ABC):
             try:
                 with self._transaction(write) as cur:
                     yield _Cursor(cur, self._param)
+                if write and self.changes is not None:
+                    self.changes.bump()
             except StoreError:
                 raise
             except self._errors as exc:

@@ -41,6 +41,7 @@ class SecretsView:
         self.store = store
         self._lock = threading.Lock()
         self._version: int | None = None
+        self._seen: bytes | None = None      # the store's change counter at the last reload
         self._secrets: dict[str, Secret] = {}
         self._sealed: dict[str, tuple] = {}
         self._unavailable: dict[str, Unavailable] = {}
@@ -50,6 +51,7 @@ class SecretsView:
         self._down_since: float | None = None
         self._checked_at = time.monotonic()
         self._token: object | None = None
+        self.store_errors = 0          # failed reads of the store, for the metrics
         self.refresh(strict=True)
 
     def __repr__(self) -> str:
@@ -89,6 +91,12 @@ class SecretsView:
         """
         self._callbacks.append(callback)
 
+    def stale(self) -> bool:
+        """True when a process on this machine wrote to the store since the last reload: one
+        memory read (see flowlet.secrets.changes)."""
+        counter = self.store.changes
+        return counter is not None and counter.read() != self._seen
+
     async def recheck(self) -> bool:
         """Before refusing: reload now if the store changed; True when anything changed.
 
@@ -115,9 +123,12 @@ class SecretsView:
         """
         with self._lock:
             try:
+                counter = self.store.changes
+                seen = counter.read() if counter is not None else None   # before reading, too
                 token = self.store.change_token()  # before reading: a later commit changes it
                 if self._version is not None and self.store.version() == self._version:
                     self._token = token
+                    self._seen = seen
                     self._mark_ok()
                     return False
                 snapshot = self.store.snapshot()
@@ -126,6 +137,7 @@ class SecretsView:
                 raise
             self._mark_ok()
             self._token = token
+            self._seen = seen
             changed = self._load_secrets(snapshot.secrets, strict)
             changed |= self._load_keys(snapshot.keys, strict)
             self._version = snapshot.version
@@ -245,6 +257,7 @@ class SecretsView:
     def _log_failure(self, exc: Exception) -> None:
         # StoreError messages are written to be safe; for anything else only the type is shown
         message = str(exc) if isinstance(exc, StoreError) else f"unexpected {type(exc).__name__}"
+        self.store_errors += 1
         now = time.monotonic()
         if self._last_error is None or self._last_error[0] != message or \
                 now - self._last_error[1] >= _REPEAT_LOG_S:

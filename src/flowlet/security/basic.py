@@ -172,10 +172,10 @@ class BasicPolicy:
         self._v = runtime.shared("basic", secret_name, lambda: _Verifier(secret_name, secrets, runtime))
         self._throttle = runtime.throttle
         challenge = ((b"www-authenticate", www_authenticate_basic(realm)),)
-        self._missing = HTTPError(401, "authentication required", challenge)
-        self._invalid = HTTPError(401, "invalid user name or password", challenge)
+        self._missing = HTTPError(401, "authentication required", challenge, stage="auth", reason="missing")
+        self._invalid = HTTPError(401, "invalid user name or password", challenge, stage="auth", reason="malformed")
         self._busy = HTTPError(429, "too many password checks in progress; retry shortly",
-                               ((b"retry-after", b"1"),))
+                               ((b"retry-after", b"1"),), stage="auth", reason="throttled")
 
     def prepare(self) -> None:
         self._v.prepare()
@@ -207,7 +207,7 @@ class BasicPolicy:
         v = self._v
         if not isinstance(secret, BasicSecret):
             log.error("basic auth: secret %r is missing or not a basic secret; request refused", v.name)
-            raise self._fail(self._invalid)
+            raise self._fail(self._invalid, "unavailable")
         parsed = parse_basic(value)
         if parsed is None:
             raise self._fail(self._invalid)
@@ -241,15 +241,16 @@ class BasicPolicy:
                 self._throttle.failed(ticket)
         if not ok:
             log.info("basic auth: refused credentials for secret %r", v.name)
-            raise self._fail(self._invalid)
+            raise self._fail(self._invalid, "wrong_password" if user in secret.users else "unknown_user")
         auth = {"type": "basic", "user": user, "claims": {}, "scopes": []}
         if v.secret is secret:      # not remembered across a secret change that happened meanwhile
             v.remember(key, auth)
         return auth
 
     @staticmethod
-    def _fail(template: HTTPError) -> HTTPError:
-        return HTTPError(template.status, template.message, template.headers)
+    def _fail(template: HTTPError, reason: str | None = None) -> HTTPError:
+        return HTTPError(template.status, template.message, template.headers, stage=template.stage,
+                         reason=reason or template.reason)
 
     def __repr__(self) -> str:
         return f"BasicPolicy(secret={self._v.name!r})"

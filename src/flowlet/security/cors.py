@@ -429,6 +429,15 @@ class PathCors:
                         return 403, [_VARY]
         return 204, list(entry[1])
 
+    def refusal_reason(self, req: Request) -> str:
+        """Which check a refused preflight failed ("origin", "method" or "header"), for
+        metrics and the log; asked only after ``preflight`` answered 403."""
+        h = req.headers
+        if h.get("access-control-request-method") not in self.methods:
+            return "method"
+        origin = h.get("origin")
+        return "header" if origin is not None and self._lookup(origin) else "origin"
+
     def actual_headers(self, origin: str | None) -> list[tuple[bytes, bytes]]:
         """Headers for an actual response of a method in ``methods``: allow-origin (echoed or
         ``*``), credentials and ``Vary: Origin``; only ``Vary: Origin`` when not allowed."""

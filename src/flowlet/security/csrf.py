@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -281,6 +282,18 @@ def issue_token(settings: CsrfSettings, keys: CsrfKeys, *, api_prefix: str,
 
 # ---- the per-route policy -----------------------------------------------------------------
 
+_EXPIRED_KEY = "CSRF cookie made under the previous key, past its grace period"
+# The refusal's words for metrics and the access log; any other refusal is a "mismatch".
+_REASONS = {
+    "CSRF header missing or empty": "missing",
+    "CSRF cookie missing or empty": "missing",
+    "Sec-Fetch-Site or Origin sent more than once": "origin",
+    "Sec-Fetch-Site is cross-site": "origin",
+    "Origin is neither this server nor allowed by the path's CORS": "origin",
+    _EXPIRED_KEY: "expired_key",
+}
+
+
 class CsrfPolicy:
     """Refuses a request unless it proves it came from a page that fetched our token.
 
@@ -303,7 +316,7 @@ class CsrfPolicy:
         reason = self._refusal(req)
         if reason is not None:
             log.info("CSRF check refused %s %s: %s", req.method, req.path, reason)
-            raise HTTPError(400, ERROR_MESSAGE)
+            raise HTTPError(400, ERROR_MESSAGE, stage="csrf", reason=_REASONS.get(reason, "mismatch"))
 
     def _refusal(self, req: Request) -> str | None:
         """The name of the first failed check (never a token value), or None."""
@@ -347,6 +360,8 @@ class CsrfPolicy:
         for cookie in candidates:
             if self.keys.verify(token, cookie, grace_s=self.grace_s, now=now) is not None:
                 return None
+        if any(self.keys.verify(token, c, grace_s=math.inf, now=now) == "previous" for c in candidates):
+            return _EXPIRED_KEY
         return "CSRF cookie does not match the header under a valid key"
 
     def _origin_allowed(self, req: Request, origin: str) -> bool:

@@ -29,22 +29,27 @@ class ExpiringCache(Generic[K, V]):
     """``key -> value`` until a time the caller gives, at most ``max_entries`` entries and
     ``max_bytes`` of estimated size (the caller estimates each entry)."""
 
-    __slots__ = ("entries", "max_entries", "max_bytes", "size")
+    __slots__ = ("entries", "max_entries", "max_bytes", "size", "hits", "misses")
 
     def __init__(self, max_entries: int, max_bytes: int):
         self.entries: dict[K, tuple[float, V, int]] = {}
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.size = 0
+        self.hits = 0            # lookups answered / not answered: read by the metrics
+        self.misses = 0
 
     def get(self, key: K, now: float) -> V | None:
         """The value while ``now`` is before its end; an ended entry is dropped."""
         entry = self.entries.get(key)
         if entry is None:
+            self.misses += 1
             return None
         if now < entry[0]:
+            self.hits += 1
             return entry[1]
         self._drop(key)
+        self.misses += 1
         return None
 
     def put(self, key: K, until: float, value: V, *, size: int, now: float) -> None:

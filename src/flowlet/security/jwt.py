@@ -68,13 +68,16 @@ _JSON = StrictJSON(max_int_digits=MAX_INT_DIGITS, unique_keys=True, max_depth=MA
 class InvalidToken(HTTPError):
     """A refused token: 401. The policy re-raises it with its realm's challenge header."""
 
-    def __init__(self, reason: str):
-        super().__init__(401, f"invalid token: {reason}")
-        self.reason = reason
+    def __init__(self, detail: str, reason: str = "malformed"):
+        super().__init__(401, f"invalid token: {detail}", stage="auth", reason=reason)
+        self.detail = detail
 
 
 class UnknownKey(InvalidToken):
     """No key of the set matches the token's ``kid`` (a ``jwks_url`` set may be refreshed)."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail, "bad_signature")
 
 
 # ---- strict base64url and JSON ----------------------------------------------------------------
@@ -258,7 +261,7 @@ def verify_signature(token: str, keyset: KeySet) -> tuple[dict, bytes]:
         raise
     except Exception as exc:   # a library surprise is a refusal, never a 500
         log.info("jwt: verification error %s", type(exc).__name__)
-        raise InvalidToken("signature check failed") from None
+        raise InvalidToken("signature check failed", "bad_signature") from None
 
 
 def _verify_signature(token: str, keyset: KeySet) -> tuple[dict, bytes]:
@@ -301,8 +304,8 @@ def _verify_signature(token: str, keyset: KeySet) -> tuple[dict, bytes]:
         if model.verify(signing_input, signature, key.key):
             return header, payload
     if not allowed:
-        raise InvalidToken(f"algorithm {alg!r} is not accepted for this key")
-    raise InvalidToken("bad signature")
+        raise InvalidToken(f"algorithm {alg!r} is not accepted for this key", "bad_signature")
+    raise InvalidToken("bad signature", "bad_signature")
 
 
 # ---- layer 2: the claims -------------------------------------------------------------------------
@@ -330,17 +333,17 @@ def check_claims(claims: dict, *, issuer: str | None, audience: str | None, leew
     if exp is None:
         raise InvalidToken("exp is required")
     if now >= exp + leeway:
-        raise InvalidToken("expired")
+        raise InvalidToken("expired", "expired")
     nbf = _number(claims, "nbf")
     if nbf is not None and now < nbf - leeway:
-        raise InvalidToken("not valid yet")
+        raise InvalidToken("not valid yet", "expired")
     iat = _number(claims, "iat")
     if iat is not None and iat > now + leeway:
-        raise InvalidToken("issued in the future")
+        raise InvalidToken("issued in the future", "expired")
     if "sub" in claims and not isinstance(claims["sub"], str):
         raise InvalidToken("sub must be a string")
     if issuer is not None and claims.get("iss") != issuer:
-        raise InvalidToken("wrong issuer")
+        raise InvalidToken("wrong issuer", "issuer_audience")
     if audience is not None:
         aud = claims.get("aud")
         if isinstance(aud, str):
@@ -350,7 +353,7 @@ def check_claims(claims: dict, *, issuer: str | None, audience: str | None, leew
         else:
             ok = False
         if not ok:
-            raise InvalidToken("wrong audience")
+            raise InvalidToken("wrong audience", "issuer_audience")
     return float(exp + leeway)
 
 
@@ -413,6 +416,7 @@ class _Verifier:
         self.fetched_at = -math.inf
         self.attempted_at = -math.inf
         self.task: asyncio.Task[None] | None = None
+        self.fetches = {"ok": 0, "error": 0}     # key-set fetches by outcome, for the metrics
 
     # -- the secret --
     def sync(self) -> Secret | None:
@@ -467,7 +471,9 @@ class _Verifier:
         except Exception as exc:
             log.warning("jwt: fetching the key set of secret %r failed (%s); keeping the last good keys",
                         self.name, _short(exc))
+            self.fetches["error"] += 1
             return
+        self.fetches["ok"] += 1
         if url == self.url:
             if self.fetched is not None and keys != self.fetched:
                 self.cache.clear()      # a key the issuer dropped must stop working for cached tokens too
@@ -508,7 +514,7 @@ class _Verifier:
     async def _verify_slow(self, token: str, key: bytes, secret: Secret | None) -> dict:
         if not isinstance(secret, JwtSecret) or (self.problem is not None and self.keyset is None):
             log.error("jwt: secret %r: %s; request refused", self.name, self.problem)
-            raise InvalidToken("authentication is not available")
+            raise InvalidToken("authentication is not available", "unavailable")
         if self.url is not None:
             if self.fetched is None and self.may_fetch():
                 await self.refresh()
@@ -582,11 +588,12 @@ class JwtPolicy:
     async def authenticate(self, req: Request) -> dict:
         token = bearer_token(req, self._cookie)
         if token is None:
-            raise HTTPError(401, "bearer token required", self._missing)
+            raise HTTPError(401, "bearer token required", self._missing, stage="auth", reason="missing")
         if not token:
-            raise HTTPError(401, "invalid token: sent more than once or empty", self._invalid_header)
+            raise HTTPError(401, "invalid token: sent more than once or empty", self._invalid_header,
+                            stage="auth", reason="malformed")
         if len(token) > MAX_TOKEN:
-            raise HTTPError(401, "invalid token: too large", self._invalid_header)
+            raise HTTPError(401, "invalid token: too large", self._invalid_header, stage="auth", reason="malformed")
         v = self._v
         try:
             # a repeated token, inline: one hash and one dict lookup, no coroutine; else verify()
@@ -597,13 +604,13 @@ class JwtPolicy:
                 return auth
             return await v.verify(token, throttle, req.client)
         except InvalidToken as exc:
-            log.debug("jwt: token refused for secret %r: %s", v.name, exc.reason)
-            raise HTTPError(401, exc.message, self._invalid_header) from None
+            log.debug("jwt: token refused for secret %r: %s", v.name, exc.detail)
+            raise HTTPError(401, exc.message, self._invalid_header, stage="auth", reason=exc.reason) from None
         except HTTPError:
             raise                       # 429 from the throttle
         except Exception:
             log.exception("jwt: unexpected error while verifying a token (secret %r)", v.name)
-            raise HTTPError(401, "invalid token", self._invalid_header) from None
+            raise HTTPError(401, "invalid token", self._invalid_header, stage="auth", reason="malformed") from None
 
     def __repr__(self) -> str:
         return f"JwtPolicy(secret={self._v.name!r})"

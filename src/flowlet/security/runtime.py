@@ -99,6 +99,10 @@ class AuthRuntime:
             found = self._shared[key] = make()
         return found  # type: ignore[return-value]
 
+    def verifiers(self) -> list[tuple[tuple[str, str], Verifier]]:
+        """``((kind, secret name), verifier)`` of every verifier made so far (for the metrics)."""
+        return list(self._shared.items())
+
     def close(self) -> None:
         """Stop the hashing threads and let the verifiers go (their caches with them)."""
         self.hashing.close()

@@ -206,7 +206,7 @@ class ScopePolicy:
                 file, line = self._where
                 log.warning("scope_expr at %s:%s returned %s, not a boolean; request refused",
                             file, line, type(ok).__name__)
-            raise HTTPError(403, "insufficient scope", self._refusal)
+            raise HTTPError(403, "insufficient scope", self._refusal, stage="scope", reason="insufficient")
 
     def __repr__(self) -> str:
         return f"ScopePolicy({self.description!r})"

@@ -19,13 +19,15 @@ from flowlet.edge.proxy import compile_proxies, from_environment
 from flowlet.errors import HTTPError
 from flowlet.expr import ExprError
 from flowlet.flows.flow import JSON_CT, Response, dump_json
-from flowlet.flows.steps import RunContext, StepFailed
+from flowlet.flows.steps import OUTBOUND, RunContext, StepFailed, outbound_headers
 from flowlet.http import Request
 from flowlet.jsonutil import StrictJSON
 from flowlet.security.auth import OPEN_AUTH
 from flowlet.security.hsts import hsts_header
 from flowlet.server.deadlines import BodyDeadlines
 from flowlet.server.log import AccessLog
+from flowlet.server.metrics import WorkerMetrics, refusal
+from flowlet.server.tracing import Tracing
 from flowlet.server.wire import check_wire
 from flowlet.workspace.loader import PathEntry, Route, Workspace
 
@@ -59,7 +61,8 @@ _NOT_ALLOWED = error_body("method not allowed")
 
 
 class FlowletApp:
-    def __init__(self, ws: Workspace, *, access_log: bool = True, dev: bool = False):
+    def __init__(self, ws: Workspace, *, access_log: bool = True, dev: bool = False,
+                 metrics: WorkerMetrics | None = None, tracing: Tracing | None = None):
         self.ws = ws
         if dev:                                # answers checked against `output:`; off: no cost at all
             self.pipeline = self.checked_pipeline  # type: ignore[method-assign]
@@ -73,8 +76,13 @@ class FlowletApp:
         self.hsts: tuple[tuple[bytes, bytes], ...] = (hsts,) if hsts else ()
         self.hsts_str = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in self.hsts)
         self.ctx = RunContext()
+        stale = getattr(ws.secrets, "stale", None)
+        self.secrets_stale: Callable[[], bool] = stale if stale is not None else _never
         self.proxy = compile_proxies(ws.settings.proxy.trusted, from_environment())
         self.access = AccessLog(access_log)
+        self.metrics = metrics
+        self.tracing = tracing
+        self.timed = access_log or metrics is not None or tracing is not None
         self._pid = f"{os.getpid():x}"
         self._seq = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -86,7 +94,7 @@ class FlowletApp:
     async def __rsgi__(self, scope: RSGIScope, proto: HTTPProtocol) -> None:
         if scope.proto != "http":
             return                                      # websockets are off
-        started = time.perf_counter() if self.access.enabled else 0.0
+        started = time.perf_counter() if self.timed else 0.0
         req = Request.from_rsgi(scope)
         rid = self.request_id(req)
         resp = await self.pipeline(req, proto, rid)
@@ -98,10 +106,13 @@ class FlowletApp:
             headers.append(("connection", "close"))
         if resp.status == 204:
             proto.response_empty(204, headers)
-        else:                                           # granian sets Content-Length; no body for HEAD
+        elif req.method == "HEAD":                      # HTTP/2 refuses a HEAD answer with a body
+            headers.append(("content-length", str(len(resp.body))))
+            proto.response_empty(resp.status, headers)
+        else:                                           # granian sets Content-Length
             proto.response_bytes(resp.status, headers, resp.body)
         if started:
-            self.access.record(req.method, req.path, resp.status, started, rid, self.loop, req.client)
+            self.finished(req, resp.status, started, rid)
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.start(loop)
@@ -116,7 +127,7 @@ class FlowletApp:
             await self.lifespan(receive, send)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter() if self.access.enabled else 0.0
+        started = time.perf_counter() if self.timed else 0.0
         req = Request(scope)
         rid = self.request_id(req)
         resp = await self.pipeline(req, receive, rid)
@@ -129,7 +140,16 @@ class FlowletApp:
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if req.method == "HEAD" else resp.body})
         if started:
-            self.access.record(req.method, req.path, resp.status, started, rid, self.loop, req.client)
+            self.finished(req, resp.status, started, rid)
+
+    def finished(self, req: Request, status: int, started: float, rid: str) -> None:
+        """After the answer went out: the metrics, the trace span and the access line."""
+        if self.metrics is not None:
+            self.metrics.observe(req, status, time.perf_counter() - started)
+        if self.tracing is not None:
+            self.tracing.record(req, status, time.perf_counter() - started, rid)
+        if self.access.enabled:
+            self.access.record(req.method, req.path, status, started, rid, self.loop, req.client, req.refusal)
 
     # ---- one request -------------------------------------------------------------------
 
@@ -153,8 +173,11 @@ class FlowletApp:
             route, params, answer = self.route(req)
             if answer is not None:
                 return answer                 # 404, 405, preflight, OPTIONS
+            req.route = route
             if route.cors is not None:
                 cors = route.cors.actual_headers(req.headers.get("origin"))
+            if (route.auth is not None or route.csrf is not None) and self.secrets_stale():
+                await self.ws.secrets.recheck()   # a `flowlet secrets` command just wrote: see it now
             auth = await route.auth.authenticate(req) if route.auth is not None else OPEN_AUTH
             if route.rate_limit is not None:
                 await route.rate_limit.check(req, auth, params)
@@ -166,6 +189,7 @@ class FlowletApp:
             inputs = route.contract.check(req, params, body) if route.contract is not None else None
             resp = await self.run_flow(route, req, params, auth, body, rid, inputs)
         except HTTPError as exc:
+            req.refusal = exc
             resp = error_response(exc.status, exc.message, exc.headers, exc.body)
         except Exception:   # the one catch-all: a bug, not the client's fault; log it, keep CORS on the 500
             log.exception("unhandled error serving %s %s", req.method, req.path, extra={"request_id": rid})
@@ -209,18 +233,28 @@ class FlowletApp:
         return None, None, Response(405, [JSON_CT, (b"allow", first.allow)], _NOT_ALLOWED)
 
     def options(self, entry: PathEntry, req: Request) -> Response:
+        req.route = entry                     # counted as the path's OPTIONS
         if "access-control-request-method" not in req.headers or "origin" not in req.headers:
             return Response(204, [(b"allow", entry.allow)], b"")
         if entry.cors is None:
+            self.preflight_refused(req, entry, "method")
             return _NO_CORS
         status, headers = entry.cors.preflight(req)
         if status == 204:
+            if self.metrics is not None:
+                self.metrics.preflight(entry, True)
             return Response(204, headers, b"")        # a fresh list already
+        self.preflight_refused(req, entry, entry.cors.refusal_reason(req))
         return Response(status, [JSON_CT, *headers], _PREFLIGHT_REFUSED)
+
+    def preflight_refused(self, req: Request, entry: PathEntry, reason: str) -> None:
+        req.refusal = refusal("cors", reason)
+        if self.metrics is not None:
+            self.metrics.preflight(entry, False)
 
     def check_size(self, size: int) -> None:
         if size > self.limit:
-            raise HTTPError(413, self.too_large)
+            raise HTTPError(413, self.too_large, stage="limits", reason="body_too_large")
 
     async def read_body(self, req: Request, source: Receive | HTTPProtocol) -> JSON:
         declared = req.headers.get("content-length")
@@ -253,13 +287,14 @@ class FlowletApp:
         try:
             if not flow.steps:                # expressions only: nothing to wait for
                 return await flow.run(env, self.ctx)
+            OUTBOUND.set(outbound_headers(rid, req.headers.get("traceparent")))
             async with asyncio.timeout(self.timeout):
                 return await flow.run(env, self.ctx)
         except TimeoutError:
             cfg = route.config
             log.warning("flow %s %s timed out after %ss", cfg.method, cfg.pattern.text, self.timeout,
                         extra={"request_id": rid})
-            raise HTTPError(504, "flow timed out") from None
+            raise HTTPError(504, "flow timed out", stage="limits", reason="timeout") from None
         except (StepFailed, ExprError) as exc:
             cfg = route.config
             log.error("flow %s %s failed: %s", cfg.method, cfg.pattern.text, exc, extra={"request_id": rid})
@@ -276,6 +311,8 @@ class FlowletApp:
         self.loop = loop
         if self.ws.secrets is not None:
             self._tasks.append(loop.create_task(self.ws.secrets.run()))
+        if self.metrics is not None:
+            self._tasks.append(loop.create_task(self.metrics.run()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -283,6 +320,8 @@ class FlowletApp:
         await self.ctx.aclose()
         if self.ws.limiter is not None:
             await self.ws.limiter.aclose()
+        if self.metrics is not None:
+            self.metrics.publish("stopped")
         self.access.flush()
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
@@ -325,7 +364,7 @@ async def _read_rest(app: FlowletApp, receive: Receive, chunks: list[bytes], siz
                 app.check_size(size)
                 chunks.append(chunk)
     except TimeoutError:
-        raise HTTPError(408, "request body not received in time") from None
+        raise HTTPError(408, "request body not received in time", stage="limits", reason="timeout") from None
     return b"".join(chunks)
 
 
@@ -340,7 +379,7 @@ async def read_rsgi(app: FlowletApp, proto: HTTPProtocol, declared: int | None) 
         return await proto()              # the declared length was checked against the limit
     except asyncio.CancelledError:
         if app.deadlines.expired(task):
-            raise HTTPError(408, "request body not received in time") from None
+            raise HTTPError(408, "request body not received in time", stage="limits", reason="timeout") from None
         raise
     except (ProtocolClosed, ProtocolError):
         raise HTTPError(400, "client disconnected") from None
@@ -359,7 +398,7 @@ async def _read_chunks(app: FlowletApp, proto: HTTPProtocol) -> bytes:
                 app.check_size(size)
                 chunks.append(chunk)
     except TimeoutError:
-        raise HTTPError(408, "request body not received in time") from None
+        raise HTTPError(408, "request body not received in time", stage="limits", reason="timeout") from None
     except (ProtocolClosed, ProtocolError):
         raise HTTPError(400, "client disconnected") from None
     return b"".join(chunks)
@@ -382,6 +421,10 @@ def _to_wire(pair: tuple[bytes, bytes]) -> tuple[str, str]:
             _WIRE.clear()         # a flood of one-off values costs only recomputation
         _WIRE[pair] = wire
     return wire
+
+
+def _never() -> bool:
+    return False
 
 
 def _merge_vary(headers: Headers, cors: Headers) -> Headers:
@@ -410,30 +453,35 @@ def parse_body(raw: bytes, content_type: str) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise HTTPError(400, "request body is not valid UTF-8") from None
+        raise HTTPError(400, "request body is not valid UTF-8", stage="input", reason="malformed") from None
     if is_json:
         try:
             return _JSON.decode(text)
         except (ValueError, RecursionError):
-            raise HTTPError(400, "request body is not valid JSON") from None
+            raise HTTPError(400, "request body is not valid JSON", stage="input", reason="malformed") from None
     if ctype == "application/x-www-form-urlencoded":
         try:
             return dict(parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=1000))
         except ValueError:
-            raise HTTPError(400, "request body is not a valid form") from None
+            raise HTTPError(400, "request body is not a valid form", stage="input", reason="malformed") from None
     return text
 
 
 def create_app() -> FlowletApp:
     """Granian's factory: each worker loads the workspace named by FLOWLET_WORKSPACE."""
     from flowlet.server.log import mask_secrets_of, setup_logging
+    from flowlet.server.metrics import from_env as metrics_from_env
+    from flowlet.server.tracing import from_env as tracing_from_env
     from flowlet.workspace.loader import load_workspace
 
     setup_logging(os.environ.get("FLOWLET_LOG_LEVEL", "info"))
     ws = load_workspace(os.environ["FLOWLET_WORKSPACE"], serving=True)
     mask_secrets_of(ws.secrets)
     app = FlowletApp(ws, access_log=os.environ.get("FLOWLET_ACCESS_LOG", "1") != "0",
-                     dev=os.environ.get("FLOWLET_DEV") == "1")
+                     dev=os.environ.get("FLOWLET_DEV") == "1", metrics=metrics_from_env(ws),
+                     tracing=tracing_from_env(ws))
+    if app.metrics is not None:
+        app.metrics.publish()       # before the worker reports ready, so /readyz counts it at once
     # What loaded stays for the life of the worker: keep the collector from scanning it again
     # and again (long pauses once many cached auth results exist).
     gc.collect()

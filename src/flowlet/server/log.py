@@ -1,5 +1,9 @@
-"""Structured logs: one JSON object per line on stderr. Access lines are buffered and flushed
-by the event loop a few times a second, so a request never waits on a write."""
+"""Structured logs: one JSON object per line on stderr (``--log-format text``: one readable line).
+
+Every line has ``ts`` (Unix seconds), ``level``, ``logger`` and ``msg``, then its own fields.
+Access lines are buffered and flushed by the event loop a few times a second, so a request
+never waits on a write; any other line first flushes that buffer, so the timestamps of one
+process's lines increase down the stream."""
 
 from __future__ import annotations
 
@@ -73,26 +77,68 @@ def mask_secrets_of(view: SecretsView | None) -> None:
     secret_mask.update(view.all())
     view.on_change(lambda _changed: secret_mask.update(view.all()))
 
+from flowlet.errors import HTTPError
+
+FORMAT_ENV = "FLOWLET_LOG_FORMAT"
+_buffers: list["AccessLog"] = []          # the access logs of this process, flushed before other lines
+
+
+def _text_time(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
-               "msg": secret_mask(record.getMessage())}
+        out = {"ts": round(record.created, 6), "level": record.levelname.lower(), "logger": record.name,
+               "msg": secret_mask(record.getMessage()), "pid": record.process}
         rid = getattr(record, "request_id", None)
         if rid:
             out["request_id"] = rid
         if record.exc_info:
             out["exc"] = secret_mask(self.formatException(record.exc_info))
-        return json.dumps(out, ensure_ascii=False)
+        return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{_text_time(record.created)} {record.levelname:<7} {record.name}: {secret_mask(record.getMessage())}"
+        rid = getattr(record, "request_id", None)
+        if rid:
+            line += f" [{rid}]"
+        if record.exc_info:
+            line += "\n" + secret_mask(self.formatException(record.exc_info))
+        return line
+
+
+class _Handler(logging.StreamHandler):
+    def emit(self, record: logging.LogRecord) -> None:
+        for buffer in _buffers:
+            buffer.flush()
+        super().emit(record)
+
+
+def log_format() -> str:
+    return "text" if os.environ.get(FORMAT_ENV) == "text" else "json"
 
 
 def setup_logging(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler = _Handler(sys.stderr)
+    handler.setFormatter(TextFormatter() if log_format() == "text" else JsonFormatter())
     root = logging.getLogger("flowlet")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+
+
+def granian_log_config() -> dict:
+    """granian's own lines (its warnings and errors) in the same style, on stderr."""
+    formatter = "flowlet.server.log.TextFormatter" if log_format() == "text" else "flowlet.server.log.JsonFormatter"
+    handler = {"formatter": "generic", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+    return {"formatters": {"generic": {"()": formatter}}, "handlers": {"console": handler, "access": handler}}
+
+
+def _plain(text: str) -> bool:
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
 
 
 def _ms(us: int) -> str:
@@ -119,33 +165,42 @@ class AccessLog:
     def __init__(self, enabled: bool = True, fd: int = 2):
         self.enabled = enabled
         self.fd = fd
+        self.text = log_format() == "text"
         self.lines: list[str] = []
         self._scheduled = False
-        self._ms = 0
-        self._ts = ""
-        self._wall = time.time() - time.perf_counter()   # re-read at each flush: no drift to speak of
         self._clients: dict[str | None, str] = {}         # client -> its field: few distinct ones
+        _buffers.append(self)
 
     def record(self, method: str, path: str, status: int, started: float, request_id: str,
-               loop: asyncio.AbstractEventLoop | None = None, client: str | None = None) -> None:
+               loop: asyncio.AbstractEventLoop | None = None, client: str | None = None,
+               refusal: HTTPError | None = None) -> None:
         if not self.enabled:
             return
         # Formatting numbers is most of a line's cost: durations under 2 ms and statuses come
-        # from tables, and the timestamp text is made once per millisecond.
-        now = time.perf_counter()
-        us = int((now - started) * 1e6)
-        now_ms = int((now + self._wall) * 1000)    # one clock read: wall time from the monotonic one
-        if now_ms != self._ms:
-            self._ms = now_ms
-            self._ts = f"{now_ms // 1000}.{now_ms % 1000:03d}"
-        # Paths are nearly always plain; only escape the ones that need it.
-        quoted = f'"{path}"' if path.isascii() and path.isprintable() and '"' not in path and "\\" not in path \
-            else json.dumps(path, ensure_ascii=False)
-        self.lines.append(
-            f'{{"ts":{self._ts},"level":"info","logger":"flowlet.access","method":"{method}",'
-            f'"path":{quoted},"status":{_STATUS[status]},'
-            f'"duration_ms":{_DURATION[us] if us < _DURATION_TABLE else _ms(us)},"request_id":"{request_id}"'
-            f'{self._clients.get(client) or self._client(client)}}}\n')
+        # from tables. The wall clock is read as other lines read it, so the ts of one
+        # process's lines increase down the stream.
+        us = int((time.perf_counter() - started) * 1e6)
+        now = time.time()
+        # A refusal's stage and reason are fixed words; the message never holds a secret either.
+        why = refusal.stage if refusal is not None else None
+        if self.text:
+            line = (f"{_text_time(now)} INFO    flowlet.access: {method} {json.dumps(path)[1:-1]} {status} "
+                    f"{us / 1000:.1f}ms")
+            if client is not None:
+                line += f" from {json.dumps(client)[1:-1]}"
+            if why is not None:
+                line += f" refused by {why}: {refusal.reason}"
+            self.lines.append(f"{line} [{request_id}]\n")
+        else:
+            # Paths are nearly always plain; only escape the ones that need it.
+            quoted = f'"{path}"' if _plain(path) else json.dumps(path, ensure_ascii=False)
+            code = _STATUS[status]
+            extra = f',"stage":"{why}","reason":"{refusal.reason}"' if why is not None else ""
+            self.lines.append(
+                f'{{"ts":{now:.6f},"level":"info","logger":"flowlet.access","msg":"{method} {code}",'
+                f'"method":"{method}","path":{quoted},"status":{code},'
+                f'"duration_ms":{_DURATION[us] if us < _DURATION_TABLE else _ms(us)},"request_id":"{request_id}"'
+                f'{self._clients.get(client) or self._client(client)}{extra}}}\n')
         if not self._scheduled:
             self._scheduled = True
             (loop or asyncio.get_running_loop()).call_later(0.2, self.flush)
@@ -159,7 +214,6 @@ class AccessLog:
 
     def flush(self) -> None:
         self._scheduled = False
-        self._wall = time.time() - time.perf_counter()
         if not self.lines:
             return
         data = secret_mask("".join(self.lines)).encode("utf-8", "replace")

@@ -144,6 +144,8 @@ def run_worker(spec: WorkerSpec) -> None:
     from granian._granian import SocketHolder
     from granian.constants import HTTPModes, Loops, RuntimeModes, TaskImpl
 
+    from flowlet.server.log import granian_log_config
+
     body, factory = _interfaces()[INTERFACE]
 
     def load_app() -> Callable:
@@ -156,7 +158,7 @@ def run_worker(spec: WorkerSpec) -> None:
     ssl_ctx = (tls, spec.tls_cert, spec.tls_key, None, "tls1.2", None, [], False)
     sock = ((None, SocketHolder(spec.listen_fd, False, spec.backpressure)), None)
     http1, http2 = protocol_settings()
-    body(spec.worker_id, None, load_app, sock, None, Loops.auto, True, "warning", None, (),
+    body(spec.worker_id, None, load_app, sock, None, Loops.auto, True, "warning", granian_log_config(), (),
          RuntimeModes.mt, 1, 512, 1, 30, spec.backpressure, TaskImpl.asyncio, HTTPModes.auto,
          http1, http2, False, None, None, ssl_ctx, {"url_path_prefix": None}, (None, None))
 

@@ -27,6 +27,14 @@ class DevSecret:
 
 
 @dataclass(frozen=True)
+class AdminSettings:
+    """``admin: {port: P, host: H}``: the admin listener (health, readiness, metrics)."""
+
+    port: int
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
 class Settings:
     name: str
     api_prefix: str
@@ -41,6 +49,8 @@ class Settings:
     rate_limits: Any = None   # flowlet.edge.ratelimit.RateLimitSettings
     openapi_path: str | None = None     # where the OpenAPI document is served, under api_prefix
     concurrency: int = 16    # per endpoint: calls of its blocking function steps running at once
+    admin: AdminSettings | None = None
+    console: Any = None  # flowlet.console.config.ConsoleSettings, when the console is on
 
 
 def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
@@ -63,7 +73,7 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
     if not isinstance(raw, YMap):
         raise ConfigError("flowlet.yaml must be a mapping", rel, 1)
     check_keys(m, ("name", "api_prefix", "domain", "csrf", "hsts", "limits", "store", "dev_secrets",
-                   "proxy", "rate_limits", "openapi"), "flowlet.yaml")
+                   "proxy", "rate_limits", "openapi", "admin", "console"), "flowlet.yaml")
 
     name = get_str(m, "name", root.resolve().name or "flowlet")
     if not _NAME.match(name) or '"' in name or "\\" in name:
@@ -104,7 +114,8 @@ def load_settings(root: Path, rel: str = "flowlet.yaml") -> Settings:
                     body_bytes=body_bytes, timeout_s=timeout_s, store=store,
                     dev_secrets=_dev_secrets(m), proxy=parse_proxy_settings(m.get("proxy"), m),
                     rate_limits=parse_rate_limit_settings(m.get("rate_limits"), m),
-                    openapi_path=_openapi_path(m), concurrency=concurrency)
+                    openapi_path=_openapi_path(m), concurrency=concurrency, admin=_admin(m),
+                    console=_console(m))
 
 
 def _openapi_path(m: YMap) -> str | None:
@@ -126,6 +137,27 @@ def _sub(m: YMap, key: str) -> YMap | None:
     if value is None:
         return None
     return expect_map(value, m, key, f"'{key}'")
+
+
+def _admin(m: YMap) -> AdminSettings | None:
+    block = _sub(m, "admin")
+    if block is None:
+        return None
+    check_keys(block, ("port", "host"), "admin")
+    if "port" not in block:
+        raise block.error("'admin' needs a 'port' (the admin listener's TCP port)")
+    port = get_int(block, "port", minimum=0)
+    if port > 65535:
+        raise block.error(f"'port' must be from 0 to 65535, got {port}", "port")
+    host = get_str(block, "host", "127.0.0.1")
+    if not host or any(c.isspace() for c in host):
+        raise block.error(f"'host' must be an address such as 127.0.0.1, got {host!r}", "host")
+    return AdminSettings(port=port, host=host)
+
+
+def _console(m: YMap) -> Any:
+    from flowlet.console.config import parse_console_settings
+    return parse_console_settings(_sub(m, "console"))
 
 
 def _dev_secrets(m: YMap) -> tuple[DevSecret, ...]:
