@@ -83,7 +83,7 @@ FILES = {
     """,
     "flows/badexpr.yaml": """
         endpoint: {method: GET, path: /badexpr}
-        respond: {body: "=query.missing"}
+        respond: {body: "=1 / 0"}      # a flow bug: nothing the client sent
     """,
     "flows/text.yaml": """
         endpoint: {method: GET, path: /text}

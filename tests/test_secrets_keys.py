@@ -481,3 +481,33 @@ def test_the_store_module_does_not_import_its_backends():
 def flowlet_src() -> str:
     import flowlet.secrets.store
     return flowlet.secrets.store.__file__
+
+
+LOCKED_FLOWS = {
+    "flowlet.yaml": "name: locked\n",
+    "flows/staff.yaml": """
+        endpoint: {method: GET, path: /staff, auth: {type: basic, secret: staff}}
+        respond: {body: {ok: true}}
+    """,
+    "flows/open.yaml": """
+        endpoint: {method: GET, path: /open}
+        respond: {body: {ok: true}}
+    """,
+}
+
+
+def test_an_endpoint_whose_secret_is_under_a_missing_key_answers_503_and_the_rest_serve(tmp_path):
+    from conftest import run_server
+    ws = make_workspace(tmp_path, LOCKED_FLOWS)
+    env_old = {"FLOWLET_MASTER_KEY": b64u(OLD)}
+    env_both = {"FLOWLET_MASTER_KEY": f"{b64u(NEW)},{b64u(OLD)}"}
+    run_cli(ws, "secrets", "set", "v", "--type", "value", "--value-stdin", stdin="x", env=env_old)
+    run_cli(ws, "secrets", "set", "staff", "--type", "basic", "--user", "alice", "--password-stdin",
+            stdin=PASSWORD, env=env_both)           # sealed under NEW, which the server lacks
+    server_env = {k: v for k, v in os.environ.items() if k != "FLOWLET_MASTER_KEY"} | env_old
+    with run_server(ws, env=server_env) as srv:
+        import httpx
+        locked = httpx.get(f"{srv.url}/api/staff", auth=("alice", PASSWORD))
+        assert locked.status_code == 503 and locked.headers["content-type"] == "application/json"
+        assert "error" in locked.json() and PASSWORD not in locked.text
+        assert httpx.get(f"{srv.url}/api/open").status_code == 200

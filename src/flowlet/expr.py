@@ -20,6 +20,7 @@ from flowlet.source import YList, YMap
 
 # The variables an expression may name, besides earlier steps' ids.
 BASE_VARIABLES = ("request", "params", "query", "body", "auth")
+_FROM_REQUEST = frozenset(BASE_VARIABLES)   # all of them carry what the client sent
 
 _SECRET_CALL = re.compile(r"\bsecret\s*\(")
 # `body`, `auth.user`, `params.id`: plain paths are dict lookups, no CEL call needed.
@@ -47,7 +48,17 @@ _cel_log.propagate = False
 
 
 class ExprError(Exception):
-    """An expression failed while a request was being served (logged, never shown)."""
+    """An expression failed while a request was being served (logged, never shown).
+
+    ``from_request`` is set when the expression reads what the client sent (body, query,
+    params, request, auth claims): a missing key or a wrong type there is the request's
+    shape, answered 400, not a server error."""
+
+    from_request = False
+
+
+class RequestShapeError(ExprError):
+    from_request = True
 
 
 class Const:
@@ -96,16 +107,19 @@ class Expr:
         except ExprError:
             raise
         except Exception as exc:  # the CEL runtime raises several kinds; none may escape as-is
-            raise ExprError(f"expression {self.source!r} failed: {exc}") from None
+            raise self._error(f"expression {self.source!r} failed: {exc}") from None
+
+    def _error(self, message: str) -> ExprError:
+        return RequestShapeError(message) if self.variables & _FROM_REQUEST else ExprError(message)
 
     def _lookup(self, env: dict) -> Any:
         value: Any = env
         for part in self._path:
             if not isinstance(value, dict) or part not in value:
-                raise ExprError(f"expression {self.source!r} failed: no such key {part!r}")
+                raise self._error(f"expression {self.source!r} failed: no such key {part!r}")
             value = value[part]
         if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-            raise ExprError(f"expression {self.source!r} failed: integer out of range")
+            raise self._error(f"expression {self.source!r} failed: integer out of range")
         return to_json(value)   # a fresh copy: callers may change it without touching shared state
 
     def _read_secret(self, name: str) -> str:

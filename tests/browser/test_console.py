@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import time
 from pathlib import Path
 
@@ -395,6 +396,10 @@ DEMO_FLOWS = {
 
 
 def test_screenshots_of_each_page(browser, tmp_path):
+    # Pages are always rendered and shot; docs/ is rewritten only when asked
+    # (FLOWLET_UPDATE_SCREENSHOTS=1), so a test run leaves the checkout as it was.
+    shots = DOCS if os.environ.get("FLOWLET_UPDATE_SCREENSHOTS") == "1" else tmp_path / "shots"
+    shots.mkdir(exist_ok=True)
     ws = make_workspace(tmp_path, DEMO_FLOWS)
     for name, args, stdin in (("console-users", ("--type", "basic", "--user", "alice"), USERS["alice"]),
                               ("console-users", ("--type", "basic", "--user", "bob"), USERS["bob"]),
@@ -409,21 +414,21 @@ def test_screenshots_of_each_page(browser, tmp_path):
         with _harness.serve_console(ws, reload=lambda: (True, "The server now serves it.")) as (url, _):
             page = ctx.new_page()
             page.goto(f"{url}/console/signin")
-            page.screenshot(path=DOCS / "console-signin.png")
+            page.screenshot(path=shots / "console-signin.png")
             sign_in(page, url)
             edit_page(page, url, "flows/users/get-user.yaml")
             _set_cors(page, "*.example.com", "Content-Type", "300")
             page.goto(f"{url}/console/endpoints")
-            page.screenshot(path=DOCS / "console-endpoints.png", full_page=True)
+            page.screenshot(path=shots / "console-endpoints.png", full_page=True)
             page.goto(f"{url}/console/endpoint?file=flows/users/get-user.yaml&origin=https%3A%2F%2Ftest.example.com"
                       f"&try_method=PUT&try_headers=content-type")
-            page.screenshot(path=DOCS / "console-endpoint.png", full_page=True)
+            page.screenshot(path=shots / "console-endpoint.png", full_page=True)
             edit_page(page, url, "flows/admin.yaml")
             page.get_by_label("Scope rule (JSON)").fill('{"any": ["admin",')
             page.get_by_role("button", name="Save").click()
             expect(page.locator("#err-scope")).to_be_visible()
-            page.screenshot(path=DOCS / "console-error.png", full_page=True)
+            page.screenshot(path=shots / "console-error.png", full_page=True)
             page.goto(f"{url}/console/secrets")
-            page.screenshot(path=DOCS / "console-secrets.png", full_page=True)
+            page.screenshot(path=shots / "console-secrets.png", full_page=True)
     finally:
         ctx.close()

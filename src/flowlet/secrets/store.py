@@ -252,12 +252,7 @@ class Store(abc.ABC):
 
     def snapshot(self) -> Snapshot:
         with self._tx() as cur:
-            version = cur.execute("SELECT num FROM flowlet_meta WHERE name = 'version'").fetchone()[0]
-            secrets = {name: (type_, kid, bytes(data)) for name, type_, kid, data in
-                       cur.execute("SELECT name, type, key_id, data FROM flowlet_secrets").fetchall()}
-            keys = {name: (kid, bytes(data)) for name, kid, data in
-                    cur.execute("SELECT name, key_id, data FROM flowlet_keys").fetchall()}
-        return Snapshot(int(version), secrets, keys)
+            return _read_snapshot(cur)
 
     def open_secret(self, name: str, type_: str, kid: str | None, data: bytes) -> Secret:
         """Decrypt one row; a row that does not open is reported by its name."""
@@ -323,12 +318,7 @@ class Store(abc.ABC):
         with self._tx(write=True) as cur:
             if self._serialize_writes:
                 cur.execute(self._serialize_writes)
-            version = cur.execute("SELECT num FROM flowlet_meta WHERE name = 'version'").fetchone()[0]
-            secrets = {name: (type_, kid, bytes(data)) for name, type_, kid, data in
-                       cur.execute("SELECT name, type, key_id, data FROM flowlet_secrets").fetchall()}
-            keys = {name: (kid, bytes(data)) for name, kid, data in
-                    cur.execute("SELECT name, key_id, data FROM flowlet_keys").fetchall()}
-        return Snapshot(int(version), secrets, keys)
+            return _read_snapshot(cur)
 
     def restore(self, snapshot: Snapshot) -> None:
         """Insert sealed rows into an empty store, in one transaction."""
@@ -515,3 +505,10 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+def _read_snapshot(cur: _Cursor) -> Snapshot:
+    version = cur.execute("SELECT num FROM flowlet_meta WHERE name = 'version'").fetchone()[0]
+    secrets = {name: (type_, kid, bytes(data)) for name, type_, kid, data in
+               cur.execute("SELECT name, type, key_id, data FROM flowlet_secrets").fetchall()}
+    keys = {name: (kid, bytes(data)) for name, kid, data in
+            cur.execute("SELECT name, key_id, data FROM flowlet_keys").fetchall()}
+    return Snapshot(int(version), secrets, keys)

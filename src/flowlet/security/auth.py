@@ -123,24 +123,32 @@ def compile_auth(cfg: AuthConfig, *, realm: str, secrets: SecretsSource, runtime
     if cfg.type == "none":
         return None, None
     secret = secrets.get(cfg.secret)
-    if secret is None:
+    sealed = getattr(secrets, "unavailable", None)
+    locked = sealed(cfg.secret) if secret is None and sealed is not None else None
+    if locked is not None:            # stored, but under a master key this server lacks: 503 until it has it
+        if locked.stored_type != cfg.type:
+            raise ConfigError(f"secret {cfg.secret!r} is a {locked.stored_type} secret; auth type {cfg.type} "
+                              f"needs a {cfg.type} secret", *cfg.secret_where)
+    elif secret is None:
         hint = ("--type basic --user USER --password-stdin" if cfg.type == "basic"
                 else "--type jwt --hs-key-stdin (or --public-key, --jwks)")
         raise ConfigError(f"secret {cfg.secret!r} does not exist (create it with: flowlet secrets set "
                           f"{cfg.secret} -w DIR {hint})", *cfg.secret_where)
-    actual = getattr(secret, "type", None)
+    actual = getattr(secret, "type", None) if locked is None else cfg.type
     if actual != cfg.type:
         raise ConfigError(f"secret {cfg.secret!r} is a {actual} secret; auth type {cfg.type} needs a "
                           f"{cfg.type} secret", *cfg.secret_where)
     policy: AuthPolicy
     if cfg.type == "basic":
         basic = BasicPolicy(cfg.secret, realm=realm, secrets=secrets, runtime=runtime)
-        basic.prepare()
+        if locked is None:
+            basic.prepare()
         policy = basic
     else:
         jwt = JwtPolicy(cfg.secret, realm=realm, secrets=secrets, runtime=runtime, token_cookie=cfg.token_cookie)
         try:
-            jwt.prepare()
+            if locked is None:
+                jwt.prepare()
         except ValueError as exc:
             raise ConfigError(f"secret {cfg.secret!r}: {exc}", *cfg.secret_where) from None
         policy = jwt

@@ -37,7 +37,7 @@ from flowlet.http import Request
 from flowlet.secrets.model import BasicSecret, Secret, SecretsSource
 from flowlet.secrets.view import recheck
 from flowlet.security.expiring import ExpiringCache
-from flowlet.security.runtime import AuthRuntime
+from flowlet.security.runtime import AuthRuntime, unavailable_error
 
 log = logging.getLogger("flowlet.auth")
 
@@ -207,7 +207,7 @@ class BasicPolicy:
         v = self._v
         if not isinstance(secret, BasicSecret):
             log.error("basic auth: secret %r is missing or not a basic secret; request refused", v.name)
-            raise self._fail(self._invalid, "unavailable")
+            raise unavailable_error(v.secrets, v.name) or self._fail(self._invalid, "unavailable")
         parsed = parse_basic(value)
         if parsed is None:
             raise self._fail(self._invalid)

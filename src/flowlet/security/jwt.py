@@ -41,7 +41,7 @@ from flowlet.jsonutil import StrictJSON
 from flowlet.secrets.model import JwtSecret, Secret, SecretsSource
 from flowlet.secrets.view import recheck
 from flowlet.security.expiring import ExpiringCache, json_cost
-from flowlet.security.runtime import AuthRuntime
+from flowlet.security.runtime import AuthRuntime, unavailable_error
 
 if TYPE_CHECKING:
     from flowlet.edge.authlimit import AuthThrottle
@@ -514,7 +514,8 @@ class _Verifier:
     async def _verify_slow(self, token: str, key: bytes, secret: Secret | None) -> dict:
         if not isinstance(secret, JwtSecret) or (self.problem is not None and self.keyset is None):
             log.error("jwt: secret %r: %s; request refused", self.name, self.problem)
-            raise InvalidToken("authentication is not available", "unavailable")
+            raise unavailable_error(self.secrets, self.name) or InvalidToken("authentication is not available",
+                                                                          "unavailable")
         if self.url is not None:
             if self.fetched is None and self.may_fetch():
                 await self.refresh()

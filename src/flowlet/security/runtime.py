@@ -16,6 +16,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Callable, Protocol, TypeVar
 
+from flowlet.errors import HTTPError
+
 if TYPE_CHECKING:
     from flowlet.edge.authlimit import AuthThrottle
 
@@ -112,3 +114,13 @@ class AuthRuntime:
 
     def __repr__(self) -> str:
         return f"AuthRuntime({len(self._shared)} verifiers)"
+
+
+def unavailable_error(secrets: object, name: str) -> HTTPError | None:
+    """503 when the secret exists but this server lacks the master key it is sealed under
+    (a key-ring change that has not reached this server yet); None when it is really missing."""
+    probe = getattr(secrets, "unavailable", None)
+    if probe is None or probe(name) is None:
+        return None
+    return HTTPError(503, "authentication is unavailable on this server: its secret cannot be opened",
+                     stage="auth", reason="unavailable")

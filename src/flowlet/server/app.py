@@ -295,7 +295,16 @@ class FlowletApp:
             log.warning("flow %s %s timed out after %ss", cfg.method, cfg.pattern.text, self.timeout,
                         extra={"request_id": rid})
             raise HTTPError(504, "flow timed out", stage="limits", reason="timeout") from None
-        except (StepFailed, ExprError) as exc:
+        except ExprError as exc:
+            cfg = route.config
+            if not exc.from_request:
+                log.error("flow %s %s failed: %s", cfg.method, cfg.pattern.text, exc, extra={"request_id": rid})
+                raise HTTPError(500, "internal error") from None
+            log.info("flow %s %s: the request lacks what it reads: %s", cfg.method, cfg.pattern.text, exc,
+                     extra={"request_id": rid})
+            raise HTTPError(400, "invalid request: it lacks a value this endpoint reads, or one has the wrong "
+                                 "type (an input schema would say which)", stage="input", reason="malformed") from None
+        except StepFailed as exc:
             cfg = route.config
             log.error("flow %s %s failed: %s", cfg.method, cfg.pattern.text, exc, extra={"request_id": rid})
             raise HTTPError(500, "internal error") from None
