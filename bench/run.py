@@ -67,6 +67,7 @@ CASES = [
     Case("jwt-eddsa", "JWT EdDSA GET (repeated token)", "/api/jwt/ed"),
     Case("jwt-es256-fresh", "JWT ES256 GET (every token new)", "/api/jwt/es"),
     Case("csrf", "CSRF POST (valid token and cookie)", "/api/notes", "POST"),
+    Case("csrf-off", "POST without CSRF (the CSRF case's baseline)", "/api/notes-open", "POST"),
     Case("post", "POST, ten-field JSON body, not validated", "/api/signup-raw", "POST"),
     Case("validated", "POST, ten-field JSON body validated by its schema", "/api/signup", "POST"),
     Case("routes-1", "1-endpoint workspace", "/api/items0/42"),
@@ -76,7 +77,8 @@ CASES = [
 ]
 CASE_BY_NAME = {c.name: c for c in CASES}
 JWT_CASES = ("jwt-hs256", "jwt-rs256", "jwt-es256", "jwt-eddsa", "jwt-es256-fresh")
-FLOWLET_ONLY = ("ratelimit-local", "ratelimit-redis")       # nothing comparable in the glue apps
+FLOWLET_ONLY = ("ratelimit-local", "ratelimit-redis",       # nothing comparable in the glue apps
+                "csrf-off")                                 # the CSRF case's own baseline
 
 
 # ---- contenders -------------------------------------------------------------------------------------
@@ -87,6 +89,8 @@ class Contender:
     label: str
     kind: str                      # raw | flowlet | starlette | fastapi
     server: str = "granian"        # granian | uvicorn
+    interface: str = "asgi"        # granian's interface: asgi | rsgi
+    workers: int = 0               # granian workers; 0: the run's --workers
     cases: tuple[str, ...] | None = None     # None: every case
     env: tuple[tuple[str, str], ...] = ()
 
@@ -98,11 +102,18 @@ class Contender:
 
 CONTENDERS = [
     Contender("raw", "raw ASGI app", "raw", cases=("open",)),
-    Contender("flowlet", "Flowlet (no access log)", "flowlet", env=(("FLOWLET_ACCESS_LOG", "0"),)),
-    Contender("flowlet-log", "Flowlet (access log on)", "flowlet", cases=("open",),
+    Contender("raw-rsgi", "raw RSGI app", "raw", interface="rsgi", cases=("open",)),
+    Contender("flowlet", "Flowlet (no access log)", "flowlet", interface="rsgi",
+              env=(("FLOWLET_ACCESS_LOG", "0"),)),
+    Contender("flowlet-log", "Flowlet (access log on)", "flowlet", interface="rsgi", cases=("open",),
               env=(("FLOWLET_ACCESS_LOG", "1"),)),
+    Contender("flowlet-2w", "Flowlet, 2 workers (no access log)", "flowlet", interface="rsgi", workers=2,
+              cases=("open",), env=(("FLOWLET_ACCESS_LOG", "0"),)),
+    Contender("flowlet-asgi", "Flowlet's ASGI entry point on granian (no access log)", "flowlet", cases=("open",),
+              env=(("FLOWLET_ACCESS_LOG", "0"),)),
     # As with --admin-port: every worker counts requests and publishes them to a run directory.
-    Contender("flowlet-metrics", "Flowlet (metrics on, no access log)", "flowlet", cases=("open",),
+    Contender("flowlet-metrics", "Flowlet (metrics on, no access log)", "flowlet", interface="rsgi",
+              cases=("open",),
               env=(("FLOWLET_ACCESS_LOG", "0"), ("FLOWLET_METRICS_DIR", "@run"))),
     Contender("starlette", "Starlette + middleware (PyJWT)", "starlette"),
     Contender("fastapi", "FastAPI + middleware (PyJWT)", "fastapi"),
@@ -130,7 +141,7 @@ def server_command(ctx: "Run", contender: Contender, case: Case, port: int) -> t
     cwd = CONTENDERS_DIR
     factory = False
     if contender.kind == "raw":
-        target = "raw_asgi:app"
+        target = f"raw_{contender.interface}:app"
     elif contender.kind == "flowlet":
         target, factory = "flowlet.server.app:create_app", True
         ws = ctx.material.ws
@@ -150,14 +161,20 @@ def server_command(ctx: "Run", contender: Contender, case: Case, port: int) -> t
     if contender.kind != "flowlet":
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CONTENDERS_DIR), env.get("PYTHONPATH")) if p)
     if contender.server == "granian":
-        argv = [PY, "-m", "granian", "--interface", "asgi", "--workers", "1", "--loop", "auto", "--no-ws",
-                "--no-access-log", "--log-level", "warning", "--host", HOST, "--port", str(port)]
+        argv = [PY, "-m", "granian", "--interface", contender.interface, "--workers",
+                str(contender.workers or ctx.workers),
+                "--loop", "auto", "--no-ws", "--no-access-log", "--log-level", "warning", "--host", HOST,
+                "--port", str(port)]
     else:
         argv = [PY, "-m", "uvicorn", "--host", HOST, "--port", str(port), "--no-access-log",
                 "--log-level", "warning", "--lifespan", "on"]
     if factory:
         argv.append("--factory")
     argv.append(target)
+    if contender.kind == "flowlet" and contender.server == "uvicorn":
+        argv[-1] = "flowlet.asgi:create_app"     # the ASGI entry point users run
+    if ctx.server_cpus:
+        argv = ["taskset", "-c", ctx.server_cpus, *argv]
     return argv, env, cwd
 
 
@@ -352,7 +369,8 @@ def parse_wrk(out: str) -> dict:
 
 
 def run_wrk(ctx: "Run", port: int, spec: Spec, script: Path, seconds: int) -> dict:
-    argv = ["wrk", f"-t{ctx.threads}", f"-c{ctx.connections}", f"-d{seconds}s", "--latency",
+    pin = ["taskset", "-c", ctx.wrk_cpus] if ctx.wrk_cpus else []
+    argv = [*pin, "wrk", f"-t{ctx.threads}", f"-c{ctx.connections}", f"-d{seconds}s", "--latency",
             "--timeout", f"{ctx.timeout}s", "-s", str(script), f"http://{HOST}:{port}{spec.path}"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + ctx.timeout + 60)
     if proc.returncode != 0:
@@ -378,6 +396,10 @@ def build_spec(ctx: "Run", contender: Contender, case: Case, port: int) -> Spec:
         spec.headers = {"Authorization": "Bearer " + m.tokens[key]}
         if case.name == "jwt-es256-fresh":
             spec.token_file = m.fresh_files["main"]
+    elif case.name == "csrf-off":
+        spec.headers = {"Content-Type": "application/json"}
+        spec.body = json.dumps({"title": "bench", "n": 1})
+        spec.expect = (201,)
     elif case.name in ("post", "validated"):
         spec.headers = {"Content-Type": "application/json"}
         spec.body = json.dumps(m.signup_body)
@@ -492,6 +514,8 @@ class Run:
         self.warmup = args.warmup
         self.connections = args.connections
         self.threads = args.threads
+        self.workers = args.workers
+        self.server_cpus, self.wrk_cpus = args.pin.split("/") if args.pin else ("", "")
         self.timeout = args.timeout
         self.cases = [CASE_BY_NAME[c] for c in args.cases]
         self.contenders = [CONTENDER_BY_NAME[c] for c in args.contenders]
@@ -550,7 +574,8 @@ def environment(ctx: Run, command: str) -> dict:
         "uvicorn_http": "httptools" if importlib.util.find_spec("httptools") else "h11",
         "uvicorn_loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         "settings": {"duration_s": ctx.duration, "repeat": ctx.repeat, "warmup_s": ctx.warmup,
-                     "connections": ctx.connections, "threads": ctx.threads, "fresh_tokens": ctx.fresh_tokens},
+                     "connections": ctx.connections, "threads": ctx.threads, "fresh_tokens": ctx.fresh_tokens,
+                     "workers": ctx.workers, "server_cpus": ctx.server_cpus or "any", "wrk_cpus": ctx.wrk_cpus or "any"},
         "loadavg_before": os.getloadavg(),
     }
 
@@ -563,6 +588,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="seconds of wrk before each measurement (default 1)")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="granian workers per server (default 1)")
+    p.add_argument("--pin", metavar="SERVER/WRK",
+                   help="CPU lists for taskset, e.g. 0/1: the server on CPU 0, wrk on CPU 1; 0,1/0,1 shares both")
     p.add_argument("--timeout", type=int, default=10, help="wrk's request timeout, seconds")
     p.add_argument("--cases", help="comma-separated: " + ", ".join(c.name for c in CASES))
     p.add_argument("--contenders", help="comma-separated: " + ", ".join(c.name for c in CONTENDERS))

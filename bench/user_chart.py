@@ -3,7 +3,7 @@
     python bench/user_chart.py bench/evidence/benchmarks.json docs/benchmarks.png
 
 Requests per second per case for Flowlet, Starlette and FastAPI with the usual middleware
-(and the raw ASGI app where it answers the same request): medians of the run, nothing else.
+(and the raw ASGI and RSGI apps where they answer the same request): medians of the run, nothing else.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from report import aggregate
 
 CASES = ("open", "preflight", "cors", "basic", "jwt-hs256", "jwt-es256", "jwt-es256-fresh", "csrf",
          "routes-1000")
-BARS = (("raw", "raw ASGI app (no security)", "#9e9e9e"), ("flowlet", "Flowlet", "#2e7d32"),
-        ("starlette", "Starlette + middleware", "#1565c0"), ("fastapi", "FastAPI + middleware", "#ef6c00"))
+BARS = (("raw-rsgi", "raw RSGI app (no security)", "#616161"), ("raw", "raw ASGI app (no security)", "#9e9e9e"),
+        ("flowlet", "Flowlet", "#2e7d32"), ("starlette", "Starlette + middleware", "#1565c0"),
+        ("fastapi", "FastAPI + middleware", "#ef6c00"))
 
 
 def draw(data: dict, path: Path) -> None:
@@ -28,13 +29,14 @@ def draw(data: dict, path: Path) -> None:
     agg = aggregate(data["results"])
     cases = [c for c in CASES if ("flowlet", c) in agg]
     fig, ax = plt.subplots(figsize=(10, 0.9 * len(cases) + 1.6))
-    height = 0.2
-    for k, (contender, label, color) in enumerate(BARS):
+    bars = [b for b in BARS if any((b[0], c) in agg for c in cases)]
+    height = 0.8 / len(bars)
+    for k, (contender, label, color) in enumerate(bars):
         ys, values = [], []
         for i, case in enumerate(cases):
             rps = agg.get((contender, case), {}).get("rps")
             if rps is not None:
-                ys.append(i + (k - 1.5) * height)
+                ys.append(i + (k - (len(bars) - 1) / 2) * height)
                 values.append(rps / 1000)
         ax.barh(ys, values, height=height, color=color, label=label)
         for y, v in zip(ys, values):
@@ -42,7 +44,8 @@ def draw(data: dict, path: Path) -> None:
     ax.set_yticks(range(len(cases)))
     ax.set_yticklabels([data["cases"][c] for c in cases], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("thousand requests per second, one worker, median of 3 runs (more is better)")
+    runs = data["environment"]["settings"]["repeat"]
+    ax.set_xlabel(f"thousand requests per second, one worker, median of {runs} runs (more is better)")
     ax.set_title("Security settings per request: Flowlet and the usual Python glue, same server")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

@@ -103,6 +103,15 @@ def main_flows(cases: set[str]) -> dict[str, str]:
               status: 201
               body: {saved: "=body"}
             """)
+    if "csrf-off" in cases:               # the CSRF case's baseline: the same flow without CSRF
+        flows["flows/notes-open.yaml"] = textwrap.dedent("""\
+            endpoint:
+              method: POST
+              path: /notes-open
+            respond:
+              status: 201
+              body: {saved: "=body"}
+            """)
     return flows
 
 

@@ -73,6 +73,33 @@ class Server:
 
 
 @contextmanager
+def run_uvicorn(workspace: Path, *args: str, env: dict | None = None, ready_timeout: float = 40):
+    """Flowlet's ASGI entry point (`flowlet.asgi:app`) on a real uvicorn, on a free port."""
+    port = free_port()
+    full_env = {**os.environ, "FLOWLET_WORKSPACE": str(workspace), **(env or {})}
+    stderr_file = tempfile.NamedTemporaryFile(prefix="uvicorn-stderr-", suffix=".log", delete=False)
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "flowlet.asgi:app", "--host", "127.0.0.1",
+                             "--port", str(port), "--lifespan", "on", "--no-access-log", *args],
+                            stdout=subprocess.DEVNULL, stderr=stderr_file, env=full_env)
+    scheme = "https" if "--ssl-certfile" in args else "http"
+    server = Server(proc, f"{scheme}://127.0.0.1:{port}", [], Path(stderr_file.name))
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            try:
+                httpx.get(server.url + "/__ready__", verify=False, timeout=2)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"uvicorn never answered:\n{server.stderr}")
+                time.sleep(0.05)
+        yield server
+    finally:
+        server.stop()
+        stderr_file.close()
+
+
+@contextmanager
 def run_server(workspace: Path, *args: str, env: dict | None = None, ready_timeout: float = 40):
     """Start `flowlet serve WORKSPACE --port FREE ARGS` and wait until it answers HTTP."""
     port = free_port()
@@ -187,4 +214,4 @@ def assert_json_error(resp: httpx.Response, status: int, message: str | None = N
     return body
 
 
-__all__ = ["run_server", "make_workspace", "flowlet", "free_port", "assert_json_error", "JsonServer", "DEMO", "re"]
+__all__ = ["run_server", "run_uvicorn", "make_workspace", "flowlet", "free_port", "assert_json_error", "JsonServer", "DEMO", "re"]

@@ -326,3 +326,22 @@ def test_secret_function_needs_an_existing_value_secret(tmp_path, setup, message
         assert flowlet(*setup[:3], "-w", str(ws), *setup[3:], input="k" * 32 + "\n").returncode == 0
     r = flowlet("check", str(ws))
     assert r.returncode == 1 and "flows/a.yaml:4: error:" in r.stderr and message in r.stderr
+
+
+def test_stalled_body_is_408(server):
+    """A client that sends less body than it declared and then waits gets 408 after timeout_s."""
+    import socket
+    host, port = server.url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"POST /api/body HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 20\r\n\r\n{\"a\":")
+        started = time.monotonic()
+        head = b""
+        while b"in time" not in head:         # the head and the body may come in two reads
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            head += chunk
+    assert head.startswith(b"HTTP/1.1 408"), head
+    assert b"request body not received in time" in head
+    assert time.monotonic() - started < 8

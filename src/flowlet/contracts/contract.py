@@ -177,8 +177,10 @@ def _is_form(req: Request) -> bool:
 
 
 def _query_pairs(req: Request) -> list[tuple[str, str]]:
-    qs = req.scope.get("query_string", b"")
-    return parse_qsl(qs.decode("latin-1"), keep_blank_values=True) if qs else []
+    qs = req.query_string                 # bytes under ASGI, str under RSGI
+    if isinstance(qs, bytes):
+        qs = qs.decode("latin-1")
+    return parse_qsl(qs, keep_blank_values=True) if qs else []
 
 
 class OutputContract:

@@ -186,8 +186,7 @@ def _joined(req: Request, name: str) -> str:
     """Every field line of a list header, in order, joined with commas (RFC 9110 5.3)."""
     if name not in req.duplicates:
         return req.headers[name]
-    bname = name.encode()
-    return ", ".join(v.decode("latin-1") for k, v in req.scope["headers"] if k.lower() == bname)
+    return ", ".join(req.header_values(name))
 
 
 def _parse_forwarded(value: str) -> list[Hop]:

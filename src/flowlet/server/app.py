@@ -11,6 +11,9 @@ import time
 from typing import Any, Awaitable, Callable, MutableMapping
 from urllib.parse import parse_qsl
 
+from granian.rsgi import HTTPProtocol, ProtocolClosed, ProtocolError
+from granian.rsgi import Scope as RSGIScope
+
 from flowlet.contracts.contract import Inputs
 from flowlet.edge.proxy import compile_proxies, from_environment
 from flowlet.errors import HTTPError
@@ -21,6 +24,7 @@ from flowlet.http import Request
 from flowlet.jsonutil import StrictJSON
 from flowlet.security.auth import OPEN_AUTH
 from flowlet.security.hsts import hsts_header
+from flowlet.server.deadlines import BodyDeadlines
 from flowlet.server.log import AccessLog
 from flowlet.server.metrics import WorkerMetrics, refusal
 from flowlet.server.tracing import Tracing
@@ -67,8 +71,10 @@ class FlowletApp:
         self.limit = ws.settings.body_bytes
         self.too_large = f"request body larger than {self.limit} bytes"
         self.timeout = ws.settings.timeout_s
+        self.deadlines = BodyDeadlines(self.timeout)
         hsts = hsts_header(ws.settings.hsts)
         self.hsts: tuple[tuple[bytes, bytes], ...] = (hsts,) if hsts else ()
+        self.hsts_str = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in self.hsts)
         self.ctx = RunContext()
         stale = getattr(ws.secrets, "stale", None)
         self.secrets_stale: Callable[[], bool] = stale if stale is not None else _never
@@ -80,6 +86,39 @@ class FlowletApp:
         self._pid = f"{os.getpid():x}"
         self._seq = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self.loop: asyncio.AbstractEventLoop | None = None     # set by start(); the log flushes on it
+        self.closing = False      # set when the worker is about to be retired (HTTP/1: Connection: close)
+
+    # ---- entry points: RSGI (granian, what `flowlet serve` runs) and ASGI (any ASGI server) -----
+
+    async def __rsgi__(self, scope: RSGIScope, proto: HTTPProtocol) -> None:
+        if scope.proto != "http":
+            return                                      # websockets are off
+        started = time.perf_counter() if self.timed else 0.0
+        req = Request.from_rsgi(scope)
+        rid = self.request_id(req)
+        resp = await self.pipeline(req, proto, rid)
+        headers = [_WIRE.get(h) or _to_wire(h) for h in resp.headers]
+        headers += ("x-request-id", rid), *_ALWAYS
+        if req.secure:
+            headers.extend(self.hsts_str)
+        if self.closing and req.http_version != "2":     # retiring: clients should reconnect elsewhere
+            headers.append(("connection", "close"))
+        if resp.status == 204:
+            proto.response_empty(204, headers)
+        elif req.method == "HEAD":                      # HTTP/2 refuses a HEAD answer with a body
+            headers.append(("content-length", str(len(resp.body))))
+            proto.response_empty(resp.status, headers)
+        else:                                           # granian sets Content-Length
+            proto.response_bytes(resp.status, headers, resp.body)
+        if started:
+            self.finished(req, resp.status, started, rid)
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.start(loop)
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.run_until_complete(self.stop())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -87,16 +126,10 @@ class FlowletApp:
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
 
-    # ---- one request -------------------------------------------------------------------
-
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        logged = self.access.enabled
         started = time.perf_counter() if self.timed else 0.0
         req = Request(scope)
-        rid = req.headers.get("x-request-id")
-        if rid is None or not _REQUEST_ID.match(rid):
-            self._seq += 1
-            rid = f"{self._pid}-{self._seq:x}"
+        rid = self.request_id(req)
         resp = await self.pipeline(req, receive, rid)
         headers = [*resp.headers, (b"x-request-id", rid.encode())]   # a copy: answers may be shared
         headers += (b"x-content-type-options", b"nosniff"), (b"server", b"flowlet")   # else granian names itself
@@ -106,15 +139,29 @@ class FlowletApp:
             headers.append((b"content-length", str(len(resp.body)).encode()))
         await send({"type": "http.response.start", "status": resp.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if req.method == "HEAD" else resp.body})
-        if self.metrics is not None:
-            self.metrics.observe(req, resp.status, time.perf_counter() - started)
-        if self.tracing is not None:
-            self.tracing.record(req, resp.status, time.perf_counter() - started, rid)
-        if logged:
-            self.access.record(req.method, req.path, resp.status, started, rid, asyncio.get_running_loop(),
-                               req.client, req.refusal)
+        if started:
+            self.finished(req, resp.status, started, rid)
 
-    async def pipeline(self, req: Request, receive: Receive, rid: str = "") -> Response:
+    def finished(self, req: Request, status: int, started: float, rid: str) -> None:
+        """After the answer went out: the metrics, the trace span and the access line."""
+        if self.metrics is not None:
+            self.metrics.observe(req, status, time.perf_counter() - started)
+        if self.tracing is not None:
+            self.tracing.record(req, status, time.perf_counter() - started, rid)
+        if self.access.enabled:
+            self.access.record(req.method, req.path, status, started, rid, self.loop, req.client, req.refusal)
+
+    # ---- one request -------------------------------------------------------------------
+
+    def request_id(self, req: Request) -> str:
+        """The client's X-Request-Id when it is a sane token, else a new one."""
+        rid = req.headers.get("x-request-id")
+        if rid is None or not _REQUEST_ID.match(rid):
+            self._seq += 1
+            rid = f"{self._pid}-{self._seq:x}"
+        return rid
+
+    async def pipeline(self, req: Request, receive: Receive | HTTPProtocol, rid: str = "") -> Response:
         """Wire (400/501) -> trusted proxy headers (400) -> route (404/405) -> CORS -> authentication
         (401, 429) -> rate limit (429) -> scope (403) -> CSRF (400) -> body (413/400) -> input contract
         (400) -> flow (504/500). A stage refuses by raising HTTPError."""
@@ -196,7 +243,7 @@ class FlowletApp:
         if status == 204:
             if self.metrics is not None:
                 self.metrics.preflight(entry, True)
-            return Response(204, list(headers), b"")
+            return Response(204, headers, b"")        # a fresh list already
         self.preflight_refused(req, entry, entry.cors.refusal_reason(req))
         return Response(status, [JSON_CT, *headers], _PREFLIGHT_REFUSED)
 
@@ -209,7 +256,7 @@ class FlowletApp:
         if size > self.limit:
             raise HTTPError(413, self.too_large, stage="limits", reason="body_too_large")
 
-    async def read_body(self, req: Request, receive: Receive) -> JSON:
+    async def read_body(self, req: Request, source: Receive | HTTPProtocol) -> JSON:
         declared = req.headers.get("content-length")
         if declared is not None:
             if not declared.isdigit():
@@ -217,37 +264,13 @@ class FlowletApp:
             self.check_size(int(declared))
             if declared == "0":
                 return None
-        elif "transfer-encoding" not in req.headers and req.scope.get("http_version") != "2":
+        elif "transfer-encoding" not in req.headers and req.http_version != "2":
             return None                       # HTTP/1.x without either header: no body (RFC 9112 6.3)
-        message = await receive()             # usually the whole body; time out only when it is not
-        if message["type"] == "http.disconnect":
-            raise HTTPError(400, "client disconnected")
-        raw = message.get("body", b"")
-        self.check_size(len(raw))
-        # granian sends a small body with more_body=True, then an empty last message: when the
-        # declared length is all here, do not wait for that (a timeout and an event-loop turn).
-        if message.get("more_body", False) and (declared is None or len(raw) < int(declared)):
-            raw = await self._read_rest(receive, [raw], len(raw))
+        size = None if declared is None else int(declared)
+        raw = await (read_rsgi(self, source, size) if req.rsgi else read_asgi(self, source, size))
         if not raw:
             return None
         return parse_body(raw, req.headers.get("content-type", ""))
-
-    async def _read_rest(self, receive: Receive, chunks: list[bytes], size: int) -> bytes:
-        try:
-            async with asyncio.timeout(self.timeout):
-                more = True
-                while more:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise HTTPError(400, "client disconnected")
-                    chunk = message.get("body", b"")
-                    more = message.get("more_body", False)
-                    size += len(chunk)
-                    self.check_size(size)
-                    chunks.append(chunk)
-        except TimeoutError:
-            raise HTTPError(408, "request body not received in time", stage="limits", reason="timeout") from None
-        return b"".join(chunks)
 
     async def run_flow(self, route: Route, req: Request, params: dict[str, int | str], auth: dict[str, JSON],
                        body: JSON, rid: str = "", inputs: Inputs | None = None) -> Response:
@@ -292,26 +315,121 @@ class FlowletApp:
 
     # ---- lifespan ----------------------------------------------------------------------
 
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Background work for the worker's life (the loop need not run yet)."""
+        self.loop = loop
+        if self.ws.secrets is not None:
+            self._tasks.append(loop.create_task(self.ws.secrets.run()))
+        if self.metrics is not None:
+            self._tasks.append(loop.create_task(self.metrics.run()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.ctx.aclose()
+        if self.ws.limiter is not None:
+            await self.ws.limiter.aclose()
+        if self.metrics is not None:
+            self.metrics.publish("stopped")
+        self.access.flush()
+
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                if self.ws.secrets is not None:
-                    self._tasks.append(asyncio.create_task(self.ws.secrets.run()))
-                if self.metrics is not None:
-                    self._tasks.append(asyncio.create_task(self.metrics.run()))
+                self.start(asyncio.get_running_loop())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                for task in self._tasks:
-                    task.cancel()
-                await self.ctx.aclose()
-                if self.ws.limiter is not None:
-                    await self.ws.limiter.aclose()
-                if self.metrics is not None:
-                    self.metrics.publish("stopped")
-                self.access.flush()
+                await self.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def read_asgi(app: FlowletApp, receive: Receive, declared: int | None) -> bytes:
+    """The request body from ASGI ``receive`` messages."""
+    message = await receive()             # usually the whole body; time out only when it is not
+    if message["type"] == "http.disconnect":
+        raise HTTPError(400, "client disconnected")
+    raw = message.get("body", b"")
+    app.check_size(len(raw))
+    # granian sends a small body with more_body=True, then an empty last message: when the
+    # declared length is all here, do not wait for that (a timeout and an event-loop turn).
+    if message.get("more_body", False) and (declared is None or len(raw) < declared):
+        raw = await _read_rest(app, receive, [raw], len(raw))
+    return raw
+
+
+async def _read_rest(app: FlowletApp, receive: Receive, chunks: list[bytes], size: int) -> bytes:
+    try:
+        async with asyncio.timeout(app.timeout):
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise HTTPError(400, "client disconnected")
+                chunk = message.get("body", b"")
+                more = message.get("more_body", False)
+                size += len(chunk)
+                app.check_size(size)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HTTPError(408, "request body not received in time", stage="limits", reason="timeout") from None
+    return b"".join(chunks)
+
+
+async def read_rsgi(app: FlowletApp, proto: HTTPProtocol, declared: int | None) -> bytes:
+    """The request body from granian's RSGI protocol object."""
+    if declared is None:
+        return await _read_chunks(app, proto)
+    task = asyncio.current_task()
+    assert task is not None
+    app.deadlines.start(task)
+    try:
+        return await proto()              # the declared length was checked against the limit
+    except asyncio.CancelledError:
+        if app.deadlines.expired(task):
+            raise HTTPError(408, "request body not received in time", stage="limits", reason="timeout") from None
+        raise
+    except (ProtocolClosed, ProtocolError):
+        raise HTTPError(400, "client disconnected") from None
+    finally:
+        app.deadlines.stop(task)
+
+
+async def _read_chunks(app: FlowletApp, proto: HTTPProtocol) -> bytes:
+    """A body of unknown length, counted as it comes."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(app.timeout):
+            async for chunk in proto:
+                size += len(chunk)
+                app.check_size(size)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HTTPError(408, "request body not received in time", stage="limits", reason="timeout") from None
+    except (ProtocolClosed, ProtocolError):
+        raise HTTPError(400, "client disconnected") from None
+    return b"".join(chunks)
+
+
+# On every answer (else granian names itself); _ALWAYS is the RSGI form of the ASGI path's pair.
+_ALWAYS = (("x-content-type-options", "nosniff"), ("server", "flowlet"))
+
+# granian takes str headers; ours are latin-1 bytes. Most pairs are the same few values
+# (content type, CORS, Allow), so their conversion is remembered, within a bound; cookies are
+# per client and never kept.
+_WIRE: dict[tuple[bytes, bytes], tuple[str, str]] = {}
+_WIRE_MAX = 4096
+
+
+def _to_wire(pair: tuple[bytes, bytes]) -> tuple[str, str]:
+    wire = (pair[0].decode("latin-1"), pair[1].decode("latin-1"))
+    if pair[0] != b"set-cookie":
+        if len(_WIRE) >= _WIRE_MAX:
+            _WIRE.clear()         # a flood of one-off values costs only recomputation
+        _WIRE[pair] = wire
+    return wire
 
 
 def _never() -> bool:
@@ -320,6 +438,11 @@ def _never() -> bool:
 
 def _merge_vary(headers: Headers, cors: Headers) -> Headers:
     """One Vary header when both the flow and CORS set one."""
+    for name, _ in headers:
+        if name == b"vary":
+            break
+    else:
+        return [*headers, *cors]          # the usual case: only CORS varies
     theirs = [v for k, v in headers if k == b"vary"]
     ours = [v for k, v in cors if k == b"vary"]
     if not theirs or not ours:
