@@ -19,7 +19,7 @@ from flowlet.source import load_yaml
 class FakeRequest:
     def __init__(self, query: str = "", headers: dict | None = None):
         from urllib.parse import parse_qsl
-        self.scope = {"query_string": query.encode()}
+        self.query_string = query.encode()
         self.query = dict(parse_qsl(query, keep_blank_values=True))
         self.headers = headers or {}
 
