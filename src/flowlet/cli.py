@@ -294,35 +294,37 @@ def _check_tls_files(cert: str, key: str) -> str | None:
 
 def cmd_routes(args) -> int:
     from flowlet.workspace.describe import describe_routes, format_routes
-    try:
-        ws = _load(Path(args.dir))
-    except ConfigErrors as exc:
-        _print_errors(exc)
+    data = _from_workspace(args, describe_routes)
+    if data is None:
         return 1
-    data = describe_routes(ws)
-    ws.close()
-    if args.json:
-        print(json.dumps(data, indent=2))
-    else:
-        print(format_routes(data))
+    print(json.dumps(data, indent=2) if args.json else format_routes(data))
     return 0
 
 
 def cmd_openapi(args) -> int:
     from flowlet.workspace.apidoc import openapi_document
-    try:
-        ws = _load(Path(args.dir))
-    except ConfigErrors as exc:
-        _print_errors(exc)
+    doc = _from_workspace(args, openapi_document)
+    if doc is None:
         return 1
-    doc = openapi_document(ws)
-    ws.close()
     if args.yaml:
         import yaml
         print(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), end="")
     else:
         print(json.dumps(doc, indent=2, ensure_ascii=False))
     return 0
+
+
+def _from_workspace(args, build):
+    """Load DIR, compute one description of it, close it; None (errors printed) when it fails to load."""
+    try:
+        ws = _load(Path(args.dir))
+    except ConfigErrors as exc:
+        _print_errors(exc)
+        return None
+    try:
+        return build(ws)
+    finally:
+        ws.close()
 
 
 def cmd_init(args) -> int:
