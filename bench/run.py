@@ -96,7 +96,7 @@ class Contender:
 
     def serves(self, case: str) -> bool:
         if case in FLOWLET_ONLY:
-            return self.name == "flowlet"
+            return self.name in ("flowlet", "flowlet-base")
         return self.cases is None or case in self.cases
 
 
@@ -120,6 +120,9 @@ CONTENDERS = [
     Contender("starlette-joserfc", "Starlette + joserfc", "starlette", cases=JWT_CASES,
               env=(("BENCH_JWT_LIB", "joserfc"),)),
     Contender("uvicorn-raw", "raw ASGI app on uvicorn", "raw", server="uvicorn", cases=("open",)),
+    # A/B within one run: Flowlet imported from the checkout named by BENCH_BASE_SRC (its src/).
+    Contender("flowlet-base", "Flowlet from BENCH_BASE_SRC (no access log)", "flowlet", interface="rsgi",
+              env=(("FLOWLET_ACCESS_LOG", "0"),)),
     Contender("uvicorn-flowlet", "Flowlet on uvicorn (no access log)", "flowlet", server="uvicorn",
               cases=("open",), env=(("FLOWLET_ACCESS_LOG", "0"),)),
 ]
@@ -151,6 +154,8 @@ def server_command(ctx: "Run", contender: Contender, case: Case, port: int) -> t
             ws = ctx.material.ws_redis
         env["FLOWLET_WORKSPACE"] = str(ws)
         env["FLOWLET_LOG_LEVEL"] = "warning"
+        if contender.name == "flowlet-base":
+            env["PYTHONPATH"] = str(Path(os.environ["BENCH_BASE_SRC"]) / "src")
         if env.get("FLOWLET_METRICS_DIR") == "@run":
             env["FLOWLET_METRICS_DIR"] = str(ctx.tmp)
         cwd = ws

@@ -80,7 +80,7 @@ class Expr:
     names are passed; a plain path (``body``, ``auth.user``) skips CEL and walks the dicts.
     """
 
-    __slots__ = ("source", "program", "variables", "secret_names", "_secrets", "_names", "_path")
+    __slots__ = ("source", "program", "variables", "secret_names", "_secrets", "_names", "_path", "_copy")
     is_const = False
 
     def __init__(self, source: str, program: Any, variables: frozenset[str], secret_names: tuple[str, ...],
@@ -93,6 +93,7 @@ class Expr:
         self._names = tuple(sorted(variables))
         parts = tuple(source.split("."))
         self._path = parts if _PLAIN_PATH.match(source) and not _RESERVED & set(parts) else None
+        self._copy = True         # see encoded_only()
 
     def evaluate(self, env: dict) -> Any:
         if self._path is not None:
@@ -120,7 +121,8 @@ class Expr:
             value = value[part]
         if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
             raise self._error(f"expression {self.source!r} failed: integer out of range")
-        return to_json(value)   # a fresh copy: callers may change it without touching shared state
+        # a fresh copy: callers may change it without touching shared state
+        return to_json(value) if self._copy else value
 
     def _read_secret(self, name: str) -> str:
         secret = self._secrets.get(name) if self._secrets is not None else None
@@ -151,6 +153,22 @@ class ListValue:
 
     def evaluate(self, env: dict) -> Any:
         return [v.evaluate(env) for v in self.items]
+
+
+def encoded_only(value: Any) -> Any:
+    """Mark the plain paths in a compiled value whose result is only ever encoded (an answer's
+    status, headers and body) and that read what the request brought (JSON data already):
+    they skip the copy. Step results still get one, as they may hold what JSON cannot."""
+    if isinstance(value, Expr):
+        if value._path is not None and value._path[0] in _FROM_REQUEST:
+            value._copy = False
+    elif isinstance(value, MapValue):
+        for _, item in value.items:
+            encoded_only(item)
+    elif isinstance(value, ListValue):
+        for item in value.items:
+            encoded_only(item)
+    return value
 
 
 def compile_expr(source: str, where: tuple[str | None, int], *, allowed: frozenset[str] | None = None,

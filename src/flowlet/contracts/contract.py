@@ -152,7 +152,7 @@ class InputContract:
             query = _validate(self.query, self.query.text.apply(req.query, lambda: _query_pairs(req)), "/query",
                               problems)
         if self.headers is not None:
-            headers = _validate(self.headers, self.headers.text.apply(req.headers), "/headers", problems)
+            headers = _validate(self.headers, self.headers.text.apply(req.header_map()), "/headers", problems)
         if self.body is not None:
             if self._form is not None and type(body) is dict and _is_form(req):
                 self._form.apply_in_place(body)

@@ -184,9 +184,9 @@ def _malformed(name: str) -> HTTPError:
 
 def _joined(req: Request, name: str) -> str:
     """Every field line of a list header, in order, joined with commas (RFC 9110 5.3)."""
-    if name not in req.duplicates:
-        return req.headers[name]
-    return ", ".join(req.header_values(name))
+    if req.rsgi or name in req.duplicates:      # granian's map: one call, no scan for repeats
+        return ", ".join(req.header_values(name))
+    return req.headers[name]
 
 
 def _parse_forwarded(value: str) -> list[Hop]:

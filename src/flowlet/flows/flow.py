@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from flowlet.errors import ConfigError, HTTPError
-from flowlet.expr import BASE_VARIABLES, Expr, compile_expr, compile_value
+from flowlet.expr import BASE_VARIABLES, Expr, compile_expr, compile_value, encoded_only
 from flowlet.flows.bulkhead import DEFAULT_SIZE, Bulkhead
 from flowlet.flows.steps import RunContext, StepFailed, compile_step
 from flowlet.headers import is_token
@@ -17,19 +17,34 @@ JSON_CT = (b"content-type", b"application/json")
 
 # One encoder for every answer: json.dumps with options builds a new one per call (twice the cost).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# JSONEncoder.encode still makes a C encoder per call (its cycle check needs a fresh dict):
+# the C encoder made once, without the cycle check, halves that again. A cycle (only a function
+# step's result could hold one) ends in RecursionError, told as the ValueError it would have been.
+_C_ENCODE = json.encoder.c_make_encoder(   # type: ignore[attr-defined]
+    None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False) \
+    if json.encoder.c_make_encoder is not None else None   # type: ignore[attr-defined]
 
 
 def dump_json(value: Any) -> bytes:
-    return _ENCODER.encode(value).encode()
+    if _C_ENCODE is None or isinstance(value, str):
+        return _ENCODER.encode(value).encode()
+    try:
+        return "".join(_C_ENCODE(value, 0)).encode()
+    except RecursionError:
+        raise ValueError("value nested too deeply, or circular") from None
 
 
 class Response:
-    __slots__ = ("status", "headers", "body")
+    """An answer. ``wire`` is the RSGI entry point's str form of ``headers``, made on first use:
+    a fixed answer (a literal flow, a 404) converts its headers once, not per request."""
+
+    __slots__ = ("status", "headers", "body", "wire")
 
     def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes):
         self.status = status
         self.headers = headers
         self.body = body
+        self.wire: list[tuple[str, str]] | None = None
 
 
 class Case:
@@ -188,7 +203,7 @@ def _compile_case(respond: YMap, allowed: frozenset[str], secrets: Any, *, liste
     headers = compile_value(headers_raw, respond.where("headers"), allowed=allowed, secrets=secrets)
     has_body = "body" in respond
     body = compile_value(respond.get("body"), respond.where("body"), allowed=allowed, secrets=secrets)
-    return Case(when, status, headers, body, has_body, respond.where())
+    return Case(when, encoded_only(status), encoded_only(headers), encoded_only(body), has_body, respond.where())
 
 
 def _check_literal_body(case: Case, output: Any) -> None:

@@ -184,7 +184,7 @@ class BasicPolicy:
         value = req.headers.get("authorization")
         if value is None:
             raise self._fail(self._missing)
-        if len(value) > MAX_HEADER or "authorization" in req.duplicates:
+        if len(value) > MAX_HEADER or req.repeated("authorization"):
             raise self._fail(self._invalid)
         v = self._v
         secret = v.sync()

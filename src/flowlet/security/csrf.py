@@ -40,6 +40,7 @@ KEY_NAME = "csrf-keys"          # the store's internal key record (one JSON blob
 TOKEN_BYTES = 32
 MAX_COOKIES = 4                  # cookies of the CSRF name tried at most (each costs an HMAC)
 MAX_TOKEN_CHARS = 128           # T and C are 43 characters; anything longer is refused unread
+MATCHED_MAX = 4096              # (T, C) pairs remembered as matching (per worker)
 
 DEFAULT_COOKIE = "csrf"
 DEFAULT_HEADER = "X-CSRF-TOKEN"
@@ -193,13 +194,18 @@ class CsrfKeys:
     rotation is seen within the view's refresh interval without a restart.
     """
 
-    __slots__ = ("_secrets", "_store", "_blob", "_state")
+    __slots__ = ("_secrets", "_store", "_blob", "_state", "_matched", "_matched_under")
 
     def __init__(self, secrets: _KeySource, store: _KeyStore):
         self._secrets = secrets
         self._store = store
         self._blob: bytes | None = None
         self._state: _KeyState | None = None
+        # (T, C) pairs that matched under the current key, valid while that key state lasts: a
+        # browser sends the same pair on every request of its session. No secret is kept:
+        # both halves are what the client sent.
+        self._matched: set[tuple[str, str]] = set()
+        self._matched_under: _KeyState | None = None
 
     def __repr__(self) -> str:
         return f"CsrfKeys(loaded={self._state is not None})"
@@ -247,6 +253,11 @@ class CsrfKeys:
             raise HTTPError(500, "CSRF key unavailable")
         return _mac(state.current, token.encode("ascii"))
 
+    def matched(self, token: str, cookie: str) -> bool:
+        """Whether this exact pair was verified under the key that is current now (a set
+        lookup; the key record is still looked up, so a rotation is seen as before)."""
+        return (token, cookie) in self._matched and self.state() is self._matched_under
+
     def verify(self, token: str, cookie: str, *, grace_s: float, now: float) -> str | None:
         """Which key ("current"/"previous") makes ``cookie`` the MAC of ``token``; else None.
 
@@ -259,6 +270,10 @@ class CsrfKeys:
             return None
         raw = token.encode("ascii")
         if hmac.compare_digest(_mac(state.current, raw), cookie):
+            if state is not self._matched_under or len(self._matched) >= MATCHED_MAX:
+                self._matched = set()        # a new key, or a flood of sessions: start over
+                self._matched_under = state
+            self._matched.add((token, cookie))
             return "current"
         if state.previous is not None and now < state.rotated_at + grace_s \
                 and hmac.compare_digest(_mac(state.previous, raw), cookie):
@@ -320,11 +335,11 @@ class CsrfPolicy:
 
     def _refusal(self, req: Request) -> str | None:
         """The name of the first failed check (never a token value), or None."""
-        headers = req.headers
+        dups = req.duplicates
+        headers = req.header_map()            # every header was read for the duplicates anyway
         for name in METHOD_OVERRIDE_HEADERS:
             if name in headers:
                 return f"method override header {name} present"
-        dups = req.duplicates
         if dups and ("sec-fetch-site" in dups or "origin" in dups):
             return "Sec-Fetch-Site or Origin sent more than once"
         if headers.get("sec-fetch-site") == "cross-site":
@@ -343,6 +358,8 @@ class CsrfPolicy:
         # lock the real front end out: any one that is the keyed hash of the header will do.
         # A planted cookie cannot help an attacker, who still cannot send the header.
         values = req.cookie_values(self.cookie)
+        if len(values) == 1 and self.keys.matched(token, values[0]):
+            return None                       # this session's pair, checked before under this key
         if not any(values):
             return "CSRF cookie missing or empty"
         if len(values) > MAX_COOKIES:

@@ -559,7 +559,7 @@ def bearer_token(req: Request, cookie: str | None) -> str | None:
     if value is not None:
         scheme, _, rest = value.partition(" ")
         if scheme.lower() == "bearer":
-            return "" if "authorization" in req.duplicates else rest.strip(" ")
+            return "" if req.repeated("authorization") else rest.strip(" ")
     if cookie is not None:
         token = req.cookies.get(cookie)
         if token is not None:

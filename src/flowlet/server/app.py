@@ -98,9 +98,11 @@ class FlowletApp:
         req = Request.from_rsgi(scope)
         rid = self.request_id(req)
         resp = await self.pipeline(req, proto, rid)
-        headers = [_WIRE.get(h) or _to_wire(h) for h in resp.headers]
-        headers += ("x-request-id", rid), *_ALWAYS
-        if req.secure:
+        wire = resp.wire
+        if wire is None:
+            wire = resp.wire = [_WIRE.get(h) or _to_wire(h) for h in resp.headers]
+        headers = [*wire, ("x-request-id", rid), *_ALWAYS]
+        if self.hsts_str and req.secure:
             headers.extend(self.hsts_str)
         if self.closing and req.http_version != "2":     # retiring: clients should reconnect elsewhere
             headers.append(("connection", "close"))
@@ -133,7 +135,7 @@ class FlowletApp:
         resp = await self.pipeline(req, receive, rid)
         headers = [*resp.headers, (b"x-request-id", rid.encode())]   # a copy: answers may be shared
         headers += (b"x-content-type-options", b"nosniff"), (b"server", b"flowlet")   # else granian names itself
-        if req.secure:
+        if self.hsts and req.secure:
             headers.extend(self.hsts)
         if resp.status != 204:                       # a 204 has no body and needs no length
             headers.append((b"content-length", str(len(resp.body)).encode()))
@@ -187,7 +189,9 @@ class FlowletApp:
                 route.csrf.check(req)
             body = await self.read_body(req, receive) if route.reads_body else None
             inputs = route.contract.check(req, params, body) if route.contract is not None else None
-            resp = await self.run_flow(route, req, params, auth, body, rid, inputs)
+            resp = route.handler.fixed
+            if resp is None:                  # else a literal answer: nothing to evaluate or wait for
+                resp = await self.run_flow(route, req, params, auth, body, rid, inputs)
         except HTTPError as exc:
             req.refusal = exc
             resp = error_response(exc.status, exc.message, exc.headers, exc.body)

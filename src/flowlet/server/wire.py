@@ -22,13 +22,20 @@ _VALID_HOSTS: set[str] = set()     # Host values seen valid (bounded)
 def check_wire(req: Request) -> None:
     """Raise HTTPError (400, 415 or 501) when the request's framing is not one to serve."""
     headers = req.headers
-    if req.duplicates and ("host" in req.duplicates or "transfer-encoding" in req.duplicates):
-        raise HTTPError(400, f"more than one {'Host' if 'host' in req.duplicates else 'Transfer-Encoding'} header")
+    if req.rsgi:                        # granian's map: ask for the two names, not for every header
+        hosts = headers.get_all("host")
+        if len(hosts) > 1:
+            raise HTTPError(400, "more than one Host header")
+        host = hosts[0] if hosts else None
+    else:
+        dups = req.duplicates
+        if dups and ("host" in dups or "transfer-encoding" in dups):
+            raise HTTPError(400, f"more than one {'Host' if 'host' in dups else 'Transfer-Encoding'} header")
+        host = headers.get("host")
     # An absent Host reaches the application as an empty one; neither names the server, and
     # an http URI may not have an empty host.
-    host = headers.get("host")
     if not host:
-        if _scope(req, "http_version") == "1.1":
+        if req.http_version == "1.1":
             raise HTTPError(400, "missing Host header")
     elif host not in _VALID_HOSTS:
         if _HOST.fullmatch(host) is None:
@@ -36,6 +43,8 @@ def check_wire(req: Request) -> None:
         if len(_VALID_HOSTS) < 64:          # a server is reached under a few names: skip the regex
             _VALID_HOSTS.add(host)
     coding = headers.get("transfer-encoding")
+    if coding is not None and req.rsgi and len(headers.get_all("transfer-encoding")) > 1:
+        raise HTTPError(400, "more than one Transfer-Encoding header")
     if coding is not None and coding.strip().lower() != "chunked":
         # The server only removes the chunked framing: a gzip (or any other) coding would reach
         # the flow as if it were the body.
