@@ -23,6 +23,9 @@ class FakeRequest:
         self.query = dict(parse_qsl(query, keep_blank_values=True))
         self.headers = headers or {}
 
+    def header_map(self) -> dict:
+        return self.headers
+
 
 def write(root: Path, files: dict[str, str]) -> None:
     for rel, text in files.items():

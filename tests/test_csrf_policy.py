@@ -805,3 +805,36 @@ def test_wire_rotation_seen_without_restart_and_grace_applies(wire):
         while old_client.post("/api/things", headers={"X-CSRF-TOKEN": old_token}).status_code != 400:
             assert _time.monotonic() < deadline, "first key still accepted after a second rotation"
             _time.sleep(0.2)
+
+
+# ---- remembered pairs -------------------------------------------------------------------------
+
+def test_a_remembered_pair_still_follows_rotation_and_grace(issued):
+    world, token, cookie = issued
+    world.policy.check(request(world.headers(token, cookie)))       # verified, then remembered
+    assert world.keys.matched(token, cookie)
+    world.policy.check(request(world.headers(token, cookie)))       # answered from memory
+    world.rotate()
+    assert not world.keys.matched(token, cookie)                    # a new key forgets every pair
+    world.clock.now += world.settings.grace_s - 1
+    world.policy.check(request(world.headers(token, cookie)))       # the previous key, in its grace
+    world.clock.now += 1
+    assert refused(world.policy, request(world.headers(token, cookie)))
+
+
+def test_only_the_exact_pair_is_remembered(issued):
+    world, token, cookie = issued
+    world.policy.check(request(world.headers(token, cookie)))
+    other, _ = world.issue()
+    assert refused(world.policy, request(world.headers(other, cookie)))
+    assert refused(world.policy, request(world.headers(token, cookie[:-2] + "AA")))
+
+
+def test_remembered_pairs_are_bounded(world, monkeypatch):
+    monkeypatch.setattr(csrf_mod, "MATCHED_MAX", 8)
+    pairs = [world.issue() for _ in range(20)]
+    for token, cookie in pairs:
+        world.policy.check(request(world.headers(token, cookie)))
+    assert len(world.keys._matched) <= 8
+    for token, cookie in pairs:                                     # forgotten ones verify again
+        world.policy.check(request(world.headers(token, cookie)))

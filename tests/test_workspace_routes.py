@@ -89,12 +89,12 @@ def test_pipeline_answers_with_a_response_for_every_outcome(ws):
     for method, path, status in [("GET", "/api/hello", 200), ("GET", "/api/nowhere", 404),
                                  ("DELETE", "/api/hello", 405), ("GET", "/api/reports", 401),
                                  ("OPTIONS", "/api/hello", 204), ("GET", "/api/csrf", 200)]:
-        resp = run(app.pipeline(request(method=method, path=path, scheme="http"), _no_body))
+        resp = run(app.pipeline(request(method=method, path=path, scheme="http", host="localhost"), _no_body))
         assert isinstance(resp, Response) and resp.status == status, (method, path, resp.status)
 
 
 def test_csrf_token_answer_sets_the_cookie_and_no_store(ws):
-    resp = run(FlowletApp(ws, access_log=False).pipeline(request(method="GET", path="/api/csrf", scheme="http"), _no_body))
+    resp = run(FlowletApp(ws, access_log=False).pipeline(request(method="GET", path="/api/csrf", scheme="http", host="localhost"), _no_body))
     headers = dict(resp.headers)
     assert headers[b"cache-control"] == b"no-store"
     assert headers[b"set-cookie"].startswith(ws.settings.csrf.cookie.encode() + b"=")
@@ -121,7 +121,7 @@ def test_a_bug_is_one_500_with_the_cors_headers_kept(ws, caplog):
     table.add(with_cors.pattern, dataclasses.replace(with_cors, routes={method: broken}))
     app = FlowletApp(dataclasses.replace(ws, table=table), access_log=False)
     origin = with_cors.cors.describe()["domains"][0].replace("*.", "a.")
-    req = request({"origin": origin}, method=method, path=with_cors.full_path, scheme="http")
+    req = request({"origin": origin}, method=method, path=with_cors.full_path, scheme="http", host="localhost")
     with caplog.at_level(logging.ERROR, logger="flowlet.server"):
         resp = run(app.pipeline(req, _no_body))
     assert resp.status == 500 and resp.body == b'{"error":"internal error"}'
