@@ -128,3 +128,25 @@ def test_a_bug_is_one_500_with_the_cors_headers_kept(ws, caplog):
     assert dict(resp.headers)[b"access-control-allow-origin"] == origin.encode()
     assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
     assert "internals" not in resp.body.decode()
+
+
+def test_a_body_is_read_unless_the_method_gives_it_no_meaning_and_nothing_reads_it(tmp_path):
+    flows = {
+        "get_plain": "endpoint: {method: GET, path: /a}\nrespond:\n  body: {ok: true}\n",
+        "get_reads": "endpoint: {method: GET, path: /b}\nrespond:\n  body: {got: \"=body\"}\n",
+        "get_schema": "endpoint:\n  method: GET\n  path: /c\n  input: {body: {type: object}}\nrespond:\n  body: {ok: true}\n",
+        "delete_plain": "endpoint: {method: DELETE, path: /a}\nrespond:\n  status: 204\n",
+        "post_plain": "endpoint: {method: POST, path: /a}\nrespond:\n  body: {ok: true}\n",
+    }
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flowlet.yaml").write_text("name: t\n")
+    for name, text in flows.items():
+        (tmp_path / "flows" / f"{name}.yaml").write_text(text)
+    loaded = load_workspace(tmp_path, open_secrets=False)
+    try:
+        reads = {(m, p): _route(loaded, m, f"/api{p}").reads_body
+                 for m, p in [("GET", "/a"), ("GET", "/b"), ("GET", "/c"), ("DELETE", "/a"), ("POST", "/a")]}
+    finally:
+        loaded.close()
+    assert reads == {("GET", "/a"): False, ("GET", "/b"): True, ("GET", "/c"): True,
+                     ("DELETE", "/a"): False, ("POST", "/a"): True}

@@ -78,6 +78,11 @@ class AuthThrottle:
 
     # ---- the cache-hit path: local peeks only ------------------------------------------------
 
+    def quiet(self) -> bool:
+        """True when nobody is blocked right now (one shared-memory read): no need to ask for
+        the client's address at all."""
+        return not self.table.any_flags(int(time.time() * 1000))
+
     def suspect(self, client: str | None, user: str | None) -> bool:
         """True when this server has marked the client (or the user, for a client not known to
         have logged in as them): the caller then goes through :meth:`admit`."""

@@ -601,7 +601,7 @@ class JwtPolicy:
             v.sync()
             auth = v.cache.get(hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest(), v.clock())
             throttle = self._throttle
-            if auth is not None and (throttle is None or not throttle.suspect(req.client, None)):
+            if auth is not None and (throttle is None or throttle.quiet() or not throttle.suspect(req.client, None)):
                 return auth
             return await v.verify(token, throttle, req.client)
         except InvalidToken as exc:

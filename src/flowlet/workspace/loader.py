@@ -331,9 +331,17 @@ def _compile_route(ep: _Endpoint, path_cors: PathCors | None, settings: Settings
     """The endpoint's immutable route: its handler and every compiled policy (``None`` when unused)."""
     in_cors = path_cors is not None and ep.config.method in path_cors.methods
     csrf = CsrfPolicy(settings.csrf, csrf_keys, path_cors) if ep.config.csrf and csrf_keys is not None else None
+    # A body sent with GET, HEAD or DELETE has no meaning (RFC 9110 9.3): unless the endpoint reads
+    # it (its flow or its input schema), it is left unread, and the request costs no lookups of
+    # Content-Length and Transfer-Encoding. Other methods always read it: a malformed one is a 400.
+    reads_body = ep.config.method not in _BODILESS or "body" in ep.flow.variables \
+        or (ep.contract is not None and ep.contract.body is not None)
     return Route(ep.config, ep.flow, cors=path_cors if in_cors else None, auth=ep.auth,
-                 scope_policy=ep.scope_policy, csrf=csrf, rate_limit=ep.rate_limit, contract=ep.contract,
-                 output=ep.output)
+                 scope_policy=ep.scope_policy, csrf=csrf, rate_limit=ep.rate_limit, reads_body=reads_body,
+                 contract=ep.contract, output=ep.output)
+
+
+_BODILESS = frozenset({"GET", "HEAD", "DELETE"})
 
 
 def _csrf_entry(settings: Settings, keys: CsrfKeys, paths: list[PathEntry]) -> PathEntry:
