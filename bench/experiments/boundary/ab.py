@@ -1,13 +1,14 @@
 """A/B of tiny RSGI apps at granian's boundary: server CPU per request under wrk.
 
     python bench/experiments/boundary/ab.py ROUNDS NAME,MODULE:APP[,ENV=VALUE...] ...
-    python bench/experiments/boundary/ab.py 5 raw,raw:app v1,v1:app v2,v2:app v3,v3:app rawplus,rawplus:app
+    python bench/experiments/boundary/ab.py 5 raw,variants:app v1,variants:app,BOUNDARY_VARIANT=1 \
+        v2,variants:app,BOUNDARY_VARIANT=2 v3,variants:app,BOUNDARY_VARIANT=3 rawplus,rawplus:app
 
 Each app runs on one granian worker pinned to CPU 0, wrk (1 thread, 32 connections, 1 s
 warm-up, 4 s measured) on CPU 1; rounds are interleaved, medians printed. A Flowlet entry:
 ``flowlet,flowlet.server.app:create_app,FLOWLET_WORKSPACE=/path/ws,FLOWLET_ACCESS_LOG=0,CWD=/path/ws,PATHQ=/api/hello``.
-v1: reads the header map; v2: method, path, proto; v3: four header lookups; rawplus: all of
-Flowlet's boundary work (the lookups, four answer headers, a request id).
+variants.py holds the raw app and one variant per piece of boundary work; rawplus.py does all
+of Flowlet's boundary work (the lookups, four answer headers, a request id).
 """
 import os, subprocess, sys, time, socket, signal, re, statistics
 PY = sys.executable
