@@ -201,3 +201,15 @@ def test_a_request_value_with_a_line_break_in_an_answer_header_is_400(server, va
 def test_a_request_value_in_an_answer_header_is_passed_on(server):
     status, headers, _ = exchange(server, b"GET /api/header?next=%2Fhome HTTP/1.1\r\nHost: x\r\n\r\n")
     assert status == 200 and headers["x-next"] == "/home"
+
+
+@pytest.mark.parametrize("path", [b"/api/echo/a%00b", b"/api/echo/%00", b"/api%00/echo/a"])
+def test_a_path_that_decodes_to_nul_is_400(server, path):
+    status, _, body = exchange(server, post(path))
+    assert status == 400 and b"NUL" in body
+
+
+def test_nul_in_an_asgi_path_is_400():
+    with pytest.raises(HTTPError) as err:
+        check_wire(scope([(b"host", b"x")], path="/a\x00b", raw_path=b"/a%00b"))
+    assert err.value.status == 400

@@ -2,8 +2,10 @@
 
 The server parses the request; what it lets through here would otherwise be served as if it
 were fine: an HTTP/1.1 request without a Host (or with two), a transfer coding the body was
-never decoded from (a content coding likewise), and a path whose percent-escapes are not UTF-8 (the server hands those on
-with U+FFFD in place of the bytes). Each check is a membership test on the common path.
+never decoded from (a content coding likewise), a path whose percent-escapes are not UTF-8 (the server hands those on
+with U+FFFD in place of the bytes), and a path that decodes to a NUL character (``%00``, refused
+as nginx does: a flow would pass it on to file names, databases and C libraries). Each check is
+a membership test on the common path.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def check_wire(req: Request) -> None:
         raise HTTPError(415, "Content-Encoding of request bodies is not supported")
     if "\ufffd" in req.path and not _path_is_utf8(_scope(req, "raw_path")):
         raise HTTPError(400, "request path does not percent-decode to UTF-8")
+    if "\x00" in req.path:
+        raise HTTPError(400, "request path holds a NUL character (%00)")
 
 
 def _scope(req: Request, name: str) -> str | bytes | None:
