@@ -186,6 +186,29 @@ def test_sigterm_at_random_moments_of_start_up_exits_0_and_leaves_nothing(tmp_pa
             assert not [p for p in tree if alive(p)]
 
 
+def test_a_sigterm_whose_exit_python_swallowed_still_stops_serve(tmp_path):
+    """A SIGTERM handled inside an at-fork hook (logging has one) raises a SystemExit that
+    Python only prints ("Exception ignored in ..."); `serve` must still end, with 0, and serve
+    nothing. The hook below plays that SIGTERM at the first fork (the forked workspace check)."""
+    ws = make_workspace(tmp_path / "ws", HELLO)
+    port = free_port()
+    script = (
+        "import os, sys, flowlet\n"
+        "from flowlet import cli\n"
+        "fired = []\n"
+        "def hook():\n"
+        "    if not fired:\n"
+        "        fired.append(1)\n"
+        "        flowlet._exit_0(15, None)\n"
+        "os.register_at_fork(after_in_parent=hook)\n"
+        f"sys.exit(cli.main(['serve', {str(ws)!r}, '--port', '{port}']))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert "Exception ignored" in done.stderr          # the exit was indeed swallowed
+    assert done.returncode == 0, done.stderr
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
 SLOW = {
     "flowlet.yaml": "name: test\nlimits: {timeout_s: 60}\n",
     "functions/slow.py": "import time\ndef wait(s):\n    time.sleep(s)\n    return 'done'\n",

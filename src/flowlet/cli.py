@@ -139,6 +139,9 @@ def cmd_serve(args) -> int:
     code = _in_child(lambda: _prepare(root))   # errors end here, exit 1, before any worker starts
     if code:
         return code
+    import flowlet
+    if flowlet._sigterm_seen:                  # SIGTERM came right after the fork: its exit was lost
+        return 0
     cert, key = args.tls_cert, args.tls_key
     if args.tls_self_signed:
         from flowlet.server.tls import ensure_self_signed
@@ -163,13 +166,12 @@ def cmd_serve(args) -> int:
 
 
 def _exit_0_on_sigterm() -> None:
-    """SIGTERM during start-up ends `serve` with 0 too; its supervisor takes signals over later."""
+    """SIGTERM during start-up ends `serve` with 0 too; its supervisor takes signals over later
+    (and stops at once if one came whose exit was lost: see ``flowlet._sigterm_seen``)."""
     import signal
-    signal.signal(signal.SIGTERM, _exit_0)
 
-
-def _exit_0(signum, frame) -> None:
-    raise SystemExit(0)
+    import flowlet
+    signal.signal(signal.SIGTERM, flowlet._exit_0)
 
 
 def _admin_listener(root: Path, args):

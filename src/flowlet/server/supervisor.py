@@ -196,6 +196,9 @@ class Supervisor:
         signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, _noop)
+        import flowlet
+        if flowlet._sigterm_seen:     # a start-up SIGTERM whose SystemExit was lost: stop now
+            os.write(w, bytes([_STOP]))
 
     def _on_wake(self, fd: int) -> None:
         try:
